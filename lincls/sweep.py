@@ -1,0 +1,296 @@
+"""Train every (lambda, eta) setting of a config at once: ``vmap`` over settings, sharded over devices.
+
+    python -m lincls.sweep --config configs/dd2424.py --data-dir ../shared/data/cifar-10-batches-py
+
+The settings axis is the only thing that varies, so it is the axis that is vmapped and
+the axis that is split across devices: per-setting arrays (params, lambda, eta) live on
+a ``jax.sharding.Mesh`` with ``PartitionSpec("settings")``; the data is replicated, one
+copy per device, read once per batch for all the settings on that device. The number of
+settings is padded up to a multiple of the device count and the padding dropped from
+the results. With several hosts, ``jax.distributed.initialize()`` joins them and only
+process 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from lincls import config as config_lib
+from lincls import model, train
+from lincls.model import Params
+from lincls.train import TrainData, TrainOptions
+
+AXIS = "settings"
+
+
+class SweepResult(NamedTuple):
+    """Host-side results, padding dropped. History arrays are (S, n_epochs)."""
+
+    params: dict[str, np.ndarray]  # W (S, K, d), b (S, K)
+    history: dict[str, np.ndarray]
+    test_accuracy: np.ndarray  # (S,)
+    compile_time_s: float
+    wall_time_s: float
+    sharding: str  # how the settings axis was laid out, e.g. "NamedSharding(... PartitionSpec('settings',))"
+
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+def init_sweep_params(key: jax.Array, n_settings: int, d: int, K: int, *, std: float = 0.01, share: bool = True) -> Params:
+    """Params with a leading settings axis: every setting from ``init_params(key)`` when
+    ``share``, else setting i from ``init_params(split(key, n_settings)[i])``."""
+    if share:
+        p = model.init_params(key, d, K, std)
+        return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_settings,) + a.shape), p)
+    return jax.vmap(lambda k: model.init_params(k, d, K, std))(jax.random.split(key, n_settings))
+
+
+def train_sweep(params: Params, data: TrainData, lams, etas, *, key: jax.Array, options: TrainOptions, on_epoch=None):
+    """Every setting trained as :func:`lincls.train.train` would train it alone.
+
+    Epochs are a ``lax.scan`` whose body is :func:`lincls.train.train_epoch` vmapped over
+    the settings axis (params, lams, etas; the data and the batch order are shared), so
+    ``on_epoch(epoch, metrics)``, if given, sees every setting at once, through
+    ``jax.debug.callback``. Returns params (S, ...) and history of (S, n_epochs) arrays.
+    """
+    epoch_of_all = jax.vmap(partial(train.train_epoch, options=options), in_axes=(0, None, 0, 0, None))
+
+    def epoch(state, xs):
+        index, epoch_key = xs
+        state, metrics = epoch_of_all(state, data, lams, etas, epoch_key)
+        if on_epoch is not None:
+            jax.debug.callback(on_epoch, index + 1, metrics)
+        return state, metrics
+
+    state = jax.vmap(train.init_state)(params, etas)
+    xs = (jnp.arange(options.n_epochs), jax.random.split(key, options.n_epochs))
+    (params, _), history = jax.lax.scan(epoch, state, xs)
+    return params, {k: v.T for k, v in history.items()}
+
+
+def sweep_accuracy(params: Params, X, y) -> jax.Array:
+    """Accuracy of every setting on (X, y): (S,)."""
+    return jax.vmap(model._accuracy, in_axes=(0, None, None))(params, X, y)
+
+
+@partial(jax.jit, static_argnames=("options", "on_epoch"), donate_argnums=0)
+def train_and_test(params: Params, data: TrainData, X_test, y_test, lams, etas, key, options: TrainOptions, on_epoch=None):
+    """The whole sweep as one compiled program: train every setting, then its test accuracy."""
+    params, history = train_sweep(params, data, lams, etas, key=key, options=options, on_epoch=on_epoch)
+    return params, history, sweep_accuracy(params, X_test, y_test)
+
+
+def first_nonfinite_epoch(history: dict[str, np.ndarray]) -> np.ndarray:
+    """Per setting, the 1-based first epoch with a NaN or inf metric, or 0 if none."""
+    bad = np.zeros_like(next(iter(history.values())), dtype=bool)
+    for values in history.values():
+        bad |= ~np.isfinite(values)
+    return np.where(bad.any(axis=1), bad.argmax(axis=1) + 1, 0)
+
+
+def padded_size(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def pad_settings(a: np.ndarray, size: int) -> np.ndarray:
+    """Pad the leading axis to ``size`` by repeating the last setting (results are dropped)."""
+    return np.concatenate([a, np.repeat(a[-1:], size - len(a), axis=0)]) if size > len(a) else a
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def make_mesh(n_devices: int = 0) -> Mesh:
+    """A 1-D mesh with axis "settings" over the first ``n_devices`` devices (0 = all)."""
+    devices = jax.devices()
+    if n_devices > len(devices):
+        raise config_lib.ConfigError(f"field 'devices' = {n_devices}, but only {len(devices)} devices are visible")
+    return Mesh(np.array(devices[: n_devices or len(devices)]), (AXIS,))
+
+
+def put(x: np.ndarray, mesh: Mesh, spec: PartitionSpec) -> jax.Array:
+    """A global array with ``spec`` on ``mesh`` from a host array every process holds."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, NamedSharding(mesh, spec), lambda index: x[index])
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def maybe_initialize_distributed(force: bool = False) -> None:
+    """Join the other hosts when launched as one of several processes (or when forced).
+
+    ``jax.distributed.initialize()`` reads the usual environment: JAX_COORDINATOR_ADDRESS,
+    JAX_NUM_PROCESSES, JAX_PROCESS_ID, or the cluster's own (SLURM, Cloud TPU, ...).
+    """
+    if force or os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("JAX_NUM_PROCESSES"):
+        jax.distributed.initialize()
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class ProgressPrinter(NamedTuple):
+    """``on_epoch`` callback: one line per epoch with each setting's val accuracy (process 0 only).
+
+    A NamedTuple so that two equal printers are one static argument (no recompile).
+    """
+
+    n_epochs: int
+    n_settings: int
+    max_shown: int = 8
+
+    def __call__(self, epoch, metrics):
+        if jax.process_index() != 0:
+            return
+        acc = np.asarray(metrics["val_accuracy"])[: self.n_settings]
+        cost = np.asarray(metrics["val_cost"])[: self.n_settings]
+        shown = " ".join(f"{a:.3f}" for a in acc[: self.max_shown]) + (" ..." if len(acc) > self.max_shown else "")
+        bad = np.flatnonzero(~np.isfinite(cost))
+        note = f"  diverged (NaN/inf): settings {bad.tolist()}" if len(bad) else ""
+        print(f"epoch {int(epoch):3d}/{self.n_epochs}  val acc {shown}  best {np.nanmax(np.where(np.isfinite(cost), acc, np.nan), initial=0):.3f}{note}", flush=True)
+
+
+def run_sweep(config: config_lib.Config, dataset, *, mesh: Mesh | None = None) -> SweepResult:
+    """Train ``config``'s settings on ``dataset`` (a lincls.data.Dataset) over ``mesh``."""
+    mesh = mesh or make_mesh(config.devices)
+    settings = np.array(config.settings, dtype=np.float32).reshape(-1, 2)
+    S = len(settings)
+    size = padded_size(S, mesh.size)
+    key = jax.random.PRNGKey(config.seed)
+    d, K = dataset.n_features, dataset.n_classes
+    params0 = init_sweep_params(key, S, d, K, std=config.init_std, share=config.share_init)
+    params0 = {k: pad_settings(np.asarray(v), size) for k, v in params0.items()}
+    lams, etas = pad_settings(settings[:, 0], size), pad_settings(settings[:, 1], size)
+    options = TrainOptions(n_batch=config.n_batch, n_epochs=config.n_epochs, grad=config.grad, shuffle=config.shuffle)
+
+    per_setting, replicated = PartitionSpec(AXIS), PartitionSpec()
+    args = (
+        {k: put(v, mesh, per_setting) for k, v in params0.items()},
+        TrainData(*(put(a, mesh, replicated) for a in (dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val))),
+        put(dataset.X_test, mesh, replicated),
+        put(dataset.y_test, mesh, replicated),
+        put(lams, mesh, per_setting),
+        put(etas, mesh, per_setting),
+        jax.random.fold_in(key, 1),  # the data key (batch order when shuffling): shared by all settings
+    )
+    on_epoch = ProgressPrinter(config.n_epochs, S) if config.progress else None
+    start = time.perf_counter()
+    compiled = train_and_test.lower(*args, options=options, on_epoch=on_epoch).compile()
+    compile_time = time.perf_counter() - start
+
+    start = time.perf_counter()
+    params, history, test_acc = jax.block_until_ready(compiled(*args))
+    wall = time.perf_counter() - start
+    history = {k: to_host(v)[:S] for k, v in history.items()}
+    return SweepResult(
+        params={k: to_host(v)[:S] for k, v in params.items()},
+        history=history,
+        test_accuracy=to_host(test_acc)[:S],
+        compile_time_s=compile_time,
+        wall_time_s=wall,
+        sharding=str(test_acc.sharding),
+    )
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def build_metrics(config: config_lib.Config, dataset, result: SweepResult, command: str) -> dict:
+    """metrics.json: the config, the data, the devices, times, and per setting its numbers."""
+    diverged_at = first_nonfinite_epoch(result.history)
+    settings = []
+    for i, (lam, eta) in enumerate(config.settings):
+        finite = np.isfinite(result.params["W"][i]).all() and diverged_at[i] == 0
+        settings.append({
+            "index": i, "lam": float(lam), "eta": float(eta),
+            "test_accuracy": float(result.test_accuracy[i]) if finite else float("nan"),
+            "diverged": not finite,
+            "diverged_epoch": int(diverged_at[i]) if diverged_at[i] else None,
+            **{k: [float(v) for v in result.history[k][i]] for k in train.METRICS},
+        })  # fmt: skip
+    return {
+        "name": config.name,
+        "command": command,
+        "config": config.to_dict(),
+        "label_names": list(dataset.label_names),
+        "dataset": {
+            "source": dataset.source, "plan": dataset.plan,
+            "n_train": len(dataset.y_train), "n_val": len(dataset.y_val), "n_test": len(dataset.y_test),
+        },  # fmt: skip
+        "devices": {"platform": jax.devices()[0].platform, "count": jax.device_count(), "processes": jax.process_count()},
+        "settings_sharding": result.sharding,
+        "wall_time_s": result.wall_time_s,
+        "compile_time_s": result.compile_time_s,
+        "settings": settings,
+    }
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m lincls.sweep",
+        description="Train every (lambda, eta) setting of a config in one vmapped, sharded program.",
+    )
+    parser.add_argument("--config", default="configs/dd2424.py", help="a configs/*.py file with get_config()")
+    parser.add_argument("--data-dir", help="a cifar-10-batches-py folder (or $LINCLS_DATA_DIR)")
+    parser.add_argument("--source", default="auto", choices=("auto", "folder", "tfds", "download"), help="where CIFAR-10 comes from")
+    parser.add_argument("--out", help="output folder (default results/<config name>/)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field; repeatable")
+    parser.add_argument("--gradcheck-md", default="results/gradcheck.md", help="gradient table to include in REPORT.md if it exists")
+    parser.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (automatic when JAX_COORDINATOR_ADDRESS is set)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from lincls import data, report
+
+    args = parse_args(argv)
+    try:
+        config = config_lib.apply_overrides(config_lib.load_config_file(args.config), args.set)
+        config_lib.validate(config, where=args.config)
+        maybe_initialize_distributed(args.distributed)
+        dataset = data.load_dataset(args.data_dir, plan=config.plan, n_val=config.n_val, source=args.source)
+        config_lib.validate(config, n_train=len(dataset.y_train), where=args.config)
+        mesh = make_mesh(config.devices)
+    except (config_lib.ConfigError, data.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    S = len(config.settings)
+    print(f"{config.name}: {S} settings x {config.n_epochs} epochs on {len(dataset.y_train)} training images; "
+          f"{mesh.size} {jax.devices()[0].platform} device(s) on the settings axis", flush=True)  # fmt: skip
+    result = run_sweep(config, dataset, mesh=mesh)
+    command = "python -m lincls.sweep " + " ".join(sys.argv[1:] if argv is None else argv)
+    metrics = build_metrics(config, dataset, result, command)
+    for s in metrics["settings"]:
+        status = f"DIVERGED at epoch {s['diverged_epoch']} (NaN/inf)" if s["diverged"] else f"test accuracy {100 * s['test_accuracy']:.2f}%"
+        print(f"  setting {s['index']}: lam={s['lam']:g} eta={s['eta']:g}  {status}")
+    print(f"compile {result.compile_time_s:.2f} s, train {result.wall_time_s:.2f} s ({result.sharding})")
+    if jax.process_index() != 0:
+        return 0
+    out = Path(args.out or f"results/{config.name}")
+    grid = {"lams": list(config.lams), "etas": list(config.etas)} if config.grid else None
+    gradcheck_md = Path(args.gradcheck_md) if args.gradcheck_md else None
+    written = report.write_outputs(out, metrics, result.params["W"], result.params["b"], gradcheck_md=gradcheck_md, grid=grid)
+    print(f"wrote {len(written)} files to {out}/ (see {out}/REPORT.md)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
