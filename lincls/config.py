@@ -39,7 +39,6 @@ class Config:
     plan: str = "dd2424"  # data split plan: "dd2424" or "all"
     n_val: int = 1000  # validation rows of the "all" plan
     devices: int = 0  # devices on the settings axis of the mesh; 0 = every device
-    refine: bool = False  # grid only: a second, finer grid around the best cell
     progress: bool = True  # a line per epoch while training
 
     @property
@@ -131,8 +130,6 @@ def validate(config: Config, n_train: int | None = None, where: str = "config") 
         fail("init_std", f"must be >= 0; got {config.init_std}")
     if config.devices < 0:
         fail("devices", f"must be >= 0 (0 = every device); got {config.devices}")
-    if config.refine and not config.grid:
-        fail("refine", "needs grid=true: it refines a lambda x eta grid")
     for name, allowed in CHOICES.items():
         if getattr(config, name) not in allowed:
             fail(name, f"must be one of {allowed}; got {getattr(config, name)!r}")

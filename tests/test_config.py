@@ -57,7 +57,6 @@ def test_bad_overrides(overrides, message):
         (dict(n_epochs=0), r"field 'n_epochs' must be >= 1"),
         (dict(grad="numeric"), r"field 'grad' must be one of \('hand', 'autodiff'\)"),
         (dict(plan="everything"), r"field 'plan' must be one of"),
-        (dict(refine=True), r"field 'refine' needs grid=true"),
         (dict(lams=()), r"field 'lams' is empty"),
     ],
 )

@@ -1,0 +1,25 @@
+"""Grid search: 8 lambdas x 8 learning rates, log-spaced, trained as one sharded sweep.
+
+The best setting is chosen on validation accuracy only; its test accuracy is reported.
+
+    python -m lincls.sweep --config configs/grid.py --data-dir ../shared/data/cifar-10-batches-py
+
+Writes results/grid/ (REPORT.md with heatmaps of validation accuracy and cost).
+On several devices the 64 settings are split across them: --set devices=N picks N.
+"""
+
+import numpy as np
+
+from lincls.config import Config
+
+
+def get_config() -> Config:
+    return Config(
+        name="grid",
+        lams=tuple(float(v) for v in np.r_[0.0, np.logspace(-4, 0, 7)].round(6)),  # 0 and 1e-4 .. 1
+        etas=tuple(float(v) for v in np.logspace(-3.5, -0.5, 8).round(6)),  # 3.2e-4 .. 0.32
+        grid=True,
+        n_batch=100,
+        n_epochs=40,
+        seed=400,
+    )
