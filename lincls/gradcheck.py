@@ -169,7 +169,7 @@ def format_table(rows: list[dict]) -> str:
             for p in ("W", "b"):
                 e = r.get(key, {}).get(p)
                 cells.append(f"{e['max']:.1e} ({e['median']:.0e})" if e else "")
-        cells.append(f"{r['truncation_ratio']:.0f}")
+        cells.append(f"{r['truncation_ratio']:.3g}")
         total = sum(v for k, v in r.items() if k.startswith("seconds_"))
         cells.append(f"{total:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
