@@ -192,6 +192,18 @@ def run_table(X_all, y_all, dtype, *, key: jax.Array, rows=TABLE_ROWS, generic: 
     return results
 
 
+def parse_row(text: str) -> tuple[int, int, float]:
+    """'100,3072,0.1' -> (100, 3072, 0.1), for --row."""
+    try:
+        n, d, lam = text.split(",")
+        row = int(n), int(d), float(lam)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--row {text!r}: write n,d,lam, e.g. --row 100,3072,0.1") from None
+    if row[0] < 1 or row[1] < 1 or row[2] < 0:
+        raise argparse.ArgumentTypeError(f"--row {text!r}: n and d must be >= 1 and lam >= 0")
+    return row
+
+
 def main(argv=None) -> int:
     from lincls import data, files
 
@@ -202,6 +214,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="results", help="folder for gradcheck.md and gradcheck.json")
     parser.add_argument("--no-generic", action="store_true", help="skip the generic numerical_grad reference")
     parser.add_argument("--seed", type=int, default=0, help="PRNGKey of the params at which gradients are compared")
+    parser.add_argument("--row", action="append", type=parse_row, metavar="N,D,LAM",
+                        help="a row of your own (repeatable); default: the course's four rows and the full-size one")
     args = parser.parse_args(argv)
 
     if args.dtype == "float64":
@@ -211,7 +225,11 @@ def main(argv=None) -> int:
     except data.DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows = run_table(ds.X_train, ds.y_train, jnp.dtype(args.dtype), key=jax.random.PRNGKey(args.seed), generic=not args.no_generic)
+    if any(n > len(ds.y_train) or d > ds.n_features for n, d, _ in args.row or ()):
+        print(f"error: --row asks for more than the {len(ds.y_train)} images x {ds.n_features} dimensions of data_batch_1", file=sys.stderr)
+        return 2
+    rows = run_table(ds.X_train, ds.y_train, jnp.dtype(args.dtype), key=jax.random.PRNGKey(args.seed),
+                     rows=tuple(args.row or TABLE_ROWS), generic=not args.no_generic)
     table = format_table(rows)
     suffix = "" if args.dtype == "float64" else f"_{args.dtype}"
     text = (
