@@ -24,7 +24,7 @@ import io
 import os
 import pickle
 from pathlib import Path
-from typing import Mapping
+from typing import BinaryIO, Mapping
 
 import numpy as np
 
@@ -38,7 +38,13 @@ CIFAR10_LABEL_NAMES = (
 )  # fmt: skip
 GET_DATA_HINT = (
     "Get CIFAR-10 from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz, extract it, "
-    f"and pass the cifar-10-batches-py folder with --data-dir DIR or ${DATA_DIR_ENV}=DIR"
+    f"and pass the cifar-10-batches-py folder with --data-dir DIR or ${DATA_DIR_ENV}=DIR "
+    "(or let lincls fetch it once with --source download; see docs/data.md)"
+)
+
+REPLACE_HINT = (
+    "replace the file with one from the original cifar-10-python.tar.gz "
+    "(md5 c58f30108f718f92721af3b95e74349a), e.g. with --source download"
 )
 
 RawBatches = Mapping[str, tuple[np.ndarray, np.ndarray]]
@@ -91,6 +97,9 @@ class Dataset:
 
 
 def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """[0, 1] pixels -> ``(X - mean) / std`` as float32; uint8 pixels (0..255) are scaled first."""
+    if np.asarray(X).dtype == np.uint8:
+        return standardize_pixels([X], mean, std)
     return ((X - mean) / std).astype(np.float32)
 
 
@@ -99,12 +108,75 @@ def unstandardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarra
 
 
 def training_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and std of [0, 1] pixels; a constant dimension gets std 1."""
-    X = X.astype(np.float64)
+    """Per-dimension mean and std of [0, 1] pixels; a constant dimension gets std 1.
+
+    ``X`` is either uint8 pixels 0..255 (exact integer sums, see :func:`pixel_statistics`)
+    or floats already in [0, 1] (float64 sums).
+    """
+    if np.asarray(X).dtype == np.uint8:
+        return pixel_statistics([X])
+    X = np.asarray(X, dtype=np.float64)
     mean = X.mean(axis=0)
     std = X.std(axis=0)
     std = np.where(std > 0, std, 1.0)
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+_CHUNK = 256  # rows per step: a (256, 3072) float32 block stays in the CPU cache
+
+
+def pixel_statistics(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (float32, of the [0, 1] pixels) over the rows of uint8 ``pieces``.
+
+    The sums of pixels and of squared pixels are exact int64, so
+    ``var = (n * sum(x^2) - sum(x)^2) / (255 n)^2`` has an exact numerator: no float64
+    copy of the data and no cancellation. ``n * sum(x^2) <= n^2 * 255^2`` fits in int64
+    for up to 1.1e7 rows. A constant dimension gets std 1.
+    """
+    d = pieces[0].shape[1]
+    s = np.zeros(d, np.int64)
+    ss = np.zeros(d, np.int64)
+    buf = np.empty((_CHUNK, d), np.uint16)  # 255^2 = 65025 fits in uint16
+    n = 0
+    for X in pieces:
+        n += len(X)
+        s += X.sum(axis=0, dtype=np.int64)
+        for i in range(0, len(X), _CHUNK):
+            b = buf[: len(X[i : i + _CHUNK])]
+            np.copyto(b, X[i : i + _CHUNK])
+            np.multiply(b, b, out=b)
+            ss += b.sum(axis=0, dtype=np.int64)
+    if n == 0:
+        raise DataError("no training rows to compute the mean and std from")
+    mean = s / (255.0 * n)
+    var = (n * ss - s * s) / (255.0 * n) ** 2
+    std = np.sqrt(var)
+    std = np.where(std > 0, std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def standardize_pixels(pieces: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """uint8 rows of ``pieces``, stacked -> float32 ``(x / 255 - mean) / std``.
+
+    Computed as one fused ``x * a + b`` per block with ``a = 1 / (255 std)`` and
+    ``b = -mean / std``, written straight into the output: no float64 or uint8 copy of
+    the whole split. It differs from the three-step formula by float32 rounding only
+    (a few ulp).
+    """
+    mean64 = np.asarray(mean, np.float64)
+    std64 = np.asarray(std, np.float64)
+    a = (1.0 / (255.0 * std64)).astype(np.float32)
+    b = (-mean64 / std64).astype(np.float32)
+    out = np.empty((sum(len(X) for X in pieces), len(a)), np.float32)
+    row = 0
+    for X in pieces:
+        for i in range(0, len(X), _CHUNK):
+            block = X[i : i + _CHUNK]
+            o = out[row : row + len(block)]
+            np.multiply(block, a, out=o, dtype=np.float32)
+            o += b
+            row += len(block)
+    return out
 
 
 # ----------------------------------------------------------------------------- split plans
@@ -148,33 +220,78 @@ def build_dataset(
     label_names: tuple[str, ...] = CIFAR10_LABEL_NAMES,
     source: str = "",
 ) -> Dataset:
-    """Raw uint8 batches -> standardized :class:`Dataset` for ``plan`` (pure, no I/O)."""
-    parts = {}
+    """Raw uint8 batches -> standardized :class:`Dataset` for ``plan`` (pure, no I/O).
+
+    Every split is standardized with the mean and std of the training rows only. The
+    rows of a split are never copied as uint8 (no concatenation): each piece is
+    written straight into the split's float32 array.
+    """
+    pieces: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for split, rows in split_plan(plan, n_val).items():
-        Xs, ys = [], []
+        pieces[split] = []
         for name, sl in rows:
             if name not in raw:
                 raise DataError(f"split plan {plan!r} needs batch {name!r}, which the source lacks")
             X, y = raw[name]
-            Xs.append(X[sl])
-            ys.append(y[sl])
-        parts[split] = (np.concatenate(Xs), np.concatenate(ys))
-    if plan == "all" and len(parts["val"][0]) != n_val:
-        raise DataError(f"data_batch_5 has {len(raw['data_batch_5'][0])} rows, fewer than n_val={n_val}")
-    if len(parts["train"][0]) == 0:
+            check_raw_batch(X, y, name)
+            pieces[split].append((X[sl], y[sl]))
+    if plan == "all" and sum(len(y) for _, y in pieces["val"]) != n_val:
+        raise DataError(
+            f"data_batch_5 has {len(raw['data_batch_5'][0])} rows, fewer than n_val={n_val}; pass a smaller --n-val"
+        )
+    if sum(len(y) for _, y in pieces["train"]) == 0:
         raise DataError(f"split plan {plan!r} leaves no training rows")
-    X_train = parts["train"][0].astype(np.float32) / 255.0
-    mean, std = training_statistics(X_train)
-    scaled = {s: standardize(X.astype(np.float32) / 255.0, mean, std) for s, (X, _) in parts.items()}
+    mean, std = pixel_statistics([X for X, _ in pieces["train"]])
+    out = {}
+    for split, parts in pieces.items():
+        out[split] = (
+            standardize_pixels([X for X, _ in parts], mean, std),
+            np.concatenate([y for _, y in parts]).astype(np.int32),
+        )
     return Dataset(
-        X_train=scaled["train"], y_train=parts["train"][1].astype(np.int32),
-        X_val=scaled["val"], y_val=parts["val"][1].astype(np.int32),
-        X_test=scaled["test"], y_test=parts["test"][1].astype(np.int32),
+        X_train=out["train"][0], y_train=out["train"][1],
+        X_val=out["val"][0], y_val=out["val"][1],
+        X_test=out["test"][0], y_test=out["test"][1],
         label_names=tuple(label_names), mean=mean, std=std, plan=plan, source=source,
     )  # fmt: skip
 
 
+def check_raw_batch(X, y, name: str) -> None:
+    """A raw batch from any source: X uint8 (n, 3072), y integer (n,) in 0..9."""
+    if not isinstance(X, np.ndarray) or X.dtype != np.uint8 or X.ndim != 2 or X.shape[1] != N_FEATURES:
+        desc = f"{X.dtype} array of shape {X.shape}" if isinstance(X, np.ndarray) else type(X).__name__
+        raise DataError(f"batch {name!r}: 'data' must be a uint8 array of shape (n, {N_FEATURES}); got {desc}")
+    if not isinstance(y, np.ndarray) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(X):
+        desc = f"{y.dtype} array of shape {y.shape}" if isinstance(y, np.ndarray) else type(y).__name__
+        raise DataError(f"batch {name!r}: 'labels' must be an integer array of shape ({len(X)},); got {desc}")
+    if len(y) and (y.min() < 0 or y.max() >= N_CLASSES):
+        raise DataError(f"batch {name!r}: 'labels' must lie in 0..{N_CLASSES - 1}; found {y.min()}..{y.max()}")
+
+
 # ----------------------------------------------------------------------------- python batches
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global outside the CIFAR-10 batch format (nothing was run)."""
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles written by python 3 use it for bytes, latin-1 only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise RefusedGlobal(f"_codecs.encode with {type(text).__name__}, {encoding!r}")
+    return text.encode("latin-1")
+
+
+def _empty_bytes(*args) -> bytes:
+    """``bytes()``, which protocol-2 pickles written by python 3 use for ``b''`` (no arguments only)."""
+    if args:
+        raise RefusedGlobal(f"builtins.bytes with {len(args)} arguments")
+    return b""
+
+
+def _frombuffer(buf, dtype, shape, order="C") -> np.ndarray:
+    """numpy's ``_frombuffer`` (protocol-5 array pickles), rebuilt from public numpy calls."""
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -182,27 +299,45 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     Plain containers (dict, list, bytes, str, int) are pickle opcodes and need no global;
     the one numpy array per batch is rebuilt through ``_reconstruct``, ``ndarray`` and
-    ``dtype``. Nothing else can be looked up, so no payload can name ``os.system``.
+    ``dtype`` (protocols 2-4) or ``_frombuffer`` (protocol 5); protocol-2 pickles written
+    by python 3 spell bytes as ``_codecs.encode(text, 'latin1')`` and ``b''`` as ``bytes()``. Nothing else can be
+    looked up, so no payload can name ``os.system``.
     """
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),
+        ("__builtin__", "bytes"),
+        ("builtins", "bytes"),
     }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refused global {module}.{name}: not part of the CIFAR-10 batch format")
+            raise RefusedGlobal(f"{module}.{name}")
         if name == "_reconstruct":
             return np.ndarray.__reduce__(np.empty(0))[0]  # numpy's own _reconstruct, wherever it lives
+        if name == "_frombuffer":
+            return _frombuffer
+        if name == "encode":
+            return _latin1_encode
+        if name == "bytes":
+            return _empty_bytes
         return getattr(np, name)
 
 
-def safe_unpickle(data: bytes) -> object:
-    """Unpickle bytes with :class:`_RestrictedUnpickler` (latin-1 for python 2 pickles)."""
-    return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+def safe_unpickle(data: bytes | BinaryIO) -> object:
+    """Unpickle bytes or a binary file with :class:`_RestrictedUnpickler` (python 2 pickles too).
+
+    Raises :class:`RefusedGlobal` for a global outside the batch format; any other
+    exception means the bytes are not a whole pickle.
+    """
+    f = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    return _RestrictedUnpickler(f, encoding="bytes").load()
 
 
 def _key(d: dict, name: str):
@@ -212,56 +347,83 @@ def _key(d: dict, name: str):
     return d.get(name)
 
 
-def parse_batch(data: bytes, path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Bytes of one batch file -> (X uint8 (n, 3072), y int64 (n,)); DataError names ``path``."""
+def _unpickle_file_or_bytes(data: bytes | BinaryIO, path: str) -> object:
+    """:func:`safe_unpickle` with every failure turned into a :class:`DataError` naming ``path``."""
     try:
-        obj = safe_unpickle(data)
-    except pickle.UnpicklingError as e:
-        if "refused global" in str(e):
-            raise DataError(f"{path}: {e}. The file is not a CIFAR-10 batch; {GET_DATA_HINT}") from None
-        raise DataError(f"{path}: corrupt pickle ({e}); {GET_DATA_HINT}") from None
-    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
-        raise DataError(f"{path}: truncated or corrupt pickle ({type(e).__name__}: {e}); {GET_DATA_HINT}") from None
+        return safe_unpickle(data)
+    except RefusedGlobal as e:
+        raise DataError(
+            f"{path}: refused to unpickle: it asks for {e}, which is not part of the CIFAR-10 batch "
+            f"format (nothing was run). The file is not a genuine CIFAR-10 batch; {REPLACE_HINT}"
+        ) from None
+    except MemoryError:
+        raise DataError(f"{path}: corrupt pickle (it asks for more memory than there is); {REPLACE_HINT}") from None
+    except Exception as e:  # the restricted unpickler runs no code: anything here is damaged bytes
+        raise DataError(
+            f"{path}: truncated or corrupt pickle ({type(e).__name__}: {e}); {REPLACE_HINT}"
+        ) from None
+
+
+def parse_batch(data: bytes | BinaryIO, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file (bytes or an open binary file) -> (X uint8 (n, 3072), y int64 (n,)).
+
+    Every :class:`DataError` names ``path``, the field and the fix.
+    """
+    obj = _unpickle_file_or_bytes(data, path)
     if not isinstance(obj, dict):
-        raise DataError(f"{path}: expected a pickled dict with 'data' and 'labels'; got {type(obj).__name__}")
+        raise DataError(
+            f"{path}: expected a pickled dict with fields 'data' and 'labels'; got {type(obj).__name__}. {REPLACE_HINT}"
+        )
     X, y = _key(obj, "data"), _key(obj, "labels")
     if X is None or y is None:
-        keys = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in obj)
-        raise DataError(f"{path}: field 'data' or 'labels' is missing; the dict has {keys}")
+        keys = sorted(k.decode(errors="replace") if isinstance(k, bytes) else str(k) for k in obj)
+        missing = " and ".join(f"'{k}'" for k, v in (("data", X), ("labels", y)) if v is None)
+        raise DataError(f"{path}: field {missing} is missing; the dict has {keys}. {REPLACE_HINT}")
     if not isinstance(X, np.ndarray) or X.dtype != np.uint8 or X.ndim != 2 or X.shape[1] != N_FEATURES:
         desc = f"{X.dtype} array of shape {X.shape}" if isinstance(X, np.ndarray) else type(X).__name__
-        raise DataError(f"{path}: field 'data' must be a uint8 array of shape (n, {N_FEATURES}); got {desc}")
+        raise DataError(
+            f"{path}: field 'data' must be a uint8 array of shape (n, {N_FEATURES}) (3 x 32 x 32, "
+            f"channel-first); got {desc}. {REPLACE_HINT}"
+        )
     try:
         y = np.asarray(y)
+        if y.ndim == 1 and y.size == 0:
+            y = y.astype(np.int64)  # an empty list comes back as float64
     except (ValueError, TypeError) as e:
-        raise DataError(f"{path}: field 'labels' must be a list of ints; {e}") from None
+        raise DataError(f"{path}: field 'labels' must be a list of ints; {e}. {REPLACE_HINT}") from None
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"{path}: field 'labels' must be a list of ints; got {y.dtype} of shape {y.shape}")
+        raise DataError(
+            f"{path}: field 'labels' must be a list of ints; got {y.dtype} of shape {y.shape}. {REPLACE_HINT}"
+        )
     if len(y) != len(X):
-        raise DataError(f"{path}: field 'labels' has {len(y)} entries but field 'data' has {len(X)} rows")
+        raise DataError(
+            f"{path}: field 'labels' has {len(y)} entries but field 'data' has {len(X)} rows. {REPLACE_HINT}"
+        )
     if len(y) and (y.min() < 0 or y.max() >= N_CLASSES):
-        raise DataError(f"{path}: field 'labels' must lie in 0..{N_CLASSES - 1}; found {y.min()}..{y.max()}")
+        raise DataError(
+            f"{path}: field 'labels' must lie in 0..{N_CLASSES - 1}; found {y.min()}..{y.max()}. {REPLACE_HINT}"
+        )
     return X, y.astype(np.int64)
 
 
 def read_label_names(folder: Path) -> tuple[str, ...]:
     """``batches.meta`` label names if the file is there, else the standard ten."""
-    path = folder / "batches.meta"
+    path = Path(folder) / "batches.meta"
     if not path.exists():
         return CIFAR10_LABEL_NAMES
+    meta = _unpickle_file_or_bytes(path.read_bytes(), str(path))
     try:
-        meta = safe_unpickle(path.read_bytes())
         names = _key(meta, "label_names")
         names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     except Exception as e:  # any damage to the meta file is reported with its name
-        raise DataError(f"{path}: cannot read 'label_names' ({type(e).__name__}: {e}); {GET_DATA_HINT}") from None
+        raise DataError(f"{path}: cannot read field 'label_names' ({type(e).__name__}: {e}); {REPLACE_HINT}") from None
     if len(names) != N_CLASSES:
-        raise DataError(f"{path}: field 'label_names' must list {N_CLASSES} names; got {len(names)}")
+        raise DataError(f"{path}: field 'label_names' must list {N_CLASSES} names; got {len(names)}. {REPLACE_HINT}")
     return names
 
 
 def read_python_batches(folder: str | os.PathLike, names: tuple[str, ...] = BATCH_NAMES) -> dict:
-    """Read the named batch files of a ``cifar-10-batches-py`` folder."""
+    """Read the named batch files of a ``cifar-10-batches-py`` folder (each file read once)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist or is not a folder. {GET_DATA_HINT}")
@@ -270,7 +432,11 @@ def read_python_batches(folder: str | os.PathLike, names: tuple[str, ...] = BATC
         path = folder / name
         if not path.is_file():
             raise DataError(f"{path}: batch file {name!r} is missing from {folder}. {GET_DATA_HINT}")
-        raw[name] = parse_batch(path.read_bytes(), str(path))
+        try:
+            with open(path, "rb") as f:  # unpickled straight from the file: no bytes copy
+                raw[name] = parse_batch(f, str(path))
+        except OSError as e:
+            raise DataError(f"{path}: cannot read batch file {name!r} ({e.strerror or e}). {GET_DATA_HINT}") from None
     return raw
 
 
