@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 
 class ConfigError(ValueError):
     """A config that cannot run; the message names the file, the field and the fix."""
@@ -39,6 +41,7 @@ class Config:
     plan: str = "dd2424"  # data split plan: "dd2424" or "all"
     n_val: int = 1000  # validation rows of the "all" plan
     devices: int = 0  # devices on the settings axis of the mesh; 0 = every device
+    refine: bool = False  # grid only: then a second grid of the same size around the best cell on validation
     progress: bool = True  # a line per epoch while training
 
     @property
@@ -130,7 +133,34 @@ def validate(config: Config, n_train: int | None = None, where: str = "config") 
         fail("init_std", f"must be >= 0; got {config.init_std}")
     if config.devices < 0:
         fail("devices", f"must be >= 0 (0 = every device); got {config.devices}")
+    if config.refine and not config.grid:
+        fail("refine", "needs grid=true: it refines a lambda x eta grid around its best cell")
     for name, allowed in CHOICES.items():
         if getattr(config, name) not in allowed:
             fail(name, f"must be one of {allowed}; got {getattr(config, name)!r}")
     return config
+
+
+def span_around(values: Sequence[float], i: int, n: int) -> tuple[float, ...]:
+    """``n`` values from the neighbour below ``values[i]`` to the one above (sorted values),
+    log-spaced when both ends are positive, else evenly spaced."""
+    ordered = sorted(values)
+    k = ordered.index(values[i])
+    lo, hi = ordered[max(k - 1, 0)], ordered[min(k + 1, len(ordered) - 1)]
+    if n == 1 or lo == hi:
+        return (float(values[i]),)
+    points = np.geomspace(lo, hi, n) if lo > 0 else np.linspace(lo, hi, n)
+    return tuple(float(f"{v:.6g}") for v in points)  # 6 significant digits: readable in reports
+
+
+def refined(config: Config, best: int) -> Config:
+    """The coarse-to-fine step: a grid of the same size spanning the neighbours of setting
+    ``best`` (row-major index into ``config.settings``), named ``<name>_refine``."""
+    i, j = divmod(best, len(config.etas))
+    return dataclasses.replace(
+        config,
+        name=f"{config.name}_refine",
+        lams=span_around(config.lams, i, len(config.lams)),
+        etas=span_around(config.etas, j, len(config.etas)),
+        refine=False,
+    )

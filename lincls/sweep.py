@@ -243,6 +243,26 @@ def build_metrics(config: config_lib.Config, dataset, result: SweepResult, comma
     }
 
 
+def run_and_write(config, dataset, mesh: Mesh, out: Path, command: str, gradcheck_md: Path | None) -> dict:
+    """Run one sweep, print its summary, and (process 0) write its outputs into ``out``."""
+    from lincls import report
+
+    S = len(config.settings)
+    print(f"{config.name}: {S} settings x {config.n_epochs} epochs on {len(dataset.y_train)} training images; "
+          f"{mesh.size} {jax.devices()[0].platform} device(s) on the settings axis", flush=True)  # fmt: skip
+    result = run_sweep(config, dataset, mesh=mesh)
+    metrics = build_metrics(config, dataset, result, command)
+    for s in metrics["settings"]:
+        status = f"DIVERGED at epoch {s['diverged_epoch']} (NaN/inf)" if s["diverged"] else f"test accuracy {100 * s['test_accuracy']:.2f}%"
+        print(f"  setting {s['index']}: lam={s['lam']:g} eta={s['eta']:g}  {status}")
+    print(f"compile {result.compile_time_s:.2f} s, train {result.wall_time_s:.2f} s ({result.sharding})")
+    if jax.process_index() == 0:
+        grid = {"lams": list(config.lams), "etas": list(config.etas)} if config.grid else None
+        written = report.write_outputs(out, metrics, result.params["W"], result.params["b"], gradcheck_md=gradcheck_md, grid=grid)
+        print(f"wrote {len(written)} files to {out}/ (see {out}/REPORT.md)")
+    return metrics
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m lincls.sweep",
@@ -272,23 +292,18 @@ def main(argv=None) -> int:
     except (config_lib.ConfigError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    S = len(config.settings)
-    print(f"{config.name}: {S} settings x {config.n_epochs} epochs on {len(dataset.y_train)} training images; "
-          f"{mesh.size} {jax.devices()[0].platform} device(s) on the settings axis", flush=True)  # fmt: skip
-    result = run_sweep(config, dataset, mesh=mesh)
     command = "python -m lincls.sweep " + " ".join(sys.argv[1:] if argv is None else argv)
-    metrics = build_metrics(config, dataset, result, command)
-    for s in metrics["settings"]:
-        status = f"DIVERGED at epoch {s['diverged_epoch']} (NaN/inf)" if s["diverged"] else f"test accuracy {100 * s['test_accuracy']:.2f}%"
-        print(f"  setting {s['index']}: lam={s['lam']:g} eta={s['eta']:g}  {status}")
-    print(f"compile {result.compile_time_s:.2f} s, train {result.wall_time_s:.2f} s ({result.sharding})")
-    if jax.process_index() != 0:
-        return 0
     out = Path(args.out or f"results/{config.name}")
-    grid = {"lams": list(config.lams), "etas": list(config.etas)} if config.grid else None
-    gradcheck_md = Path(args.gradcheck_md) if args.gradcheck_md else None
-    written = report.write_outputs(out, metrics, result.params["W"], result.params["b"], gradcheck_md=gradcheck_md, grid=grid)
-    print(f"wrote {len(written)} files to {out}/ (see {out}/REPORT.md)")
+    metrics = run_and_write(config, dataset, mesh, out, command, Path(args.gradcheck_md) if args.gradcheck_md else None)
+    if config.refine:
+        best = report.best_setting(metrics)
+        if best is None:
+            print("refine: every setting of the coarse grid diverged; nothing to refine", file=sys.stderr)
+            return 1
+        fine = config_lib.refined(config, best)
+        print(f"refine: a {len(fine.lams)} x {len(fine.etas)} grid around lam={config.settings[best][0]:g}, "
+              f"eta={config.settings[best][1]:g}: lams {fine.lams[0]:g}..{fine.lams[-1]:g}, etas {fine.etas[0]:g}..{fine.etas[-1]:g}")
+        run_and_write(fine, dataset, mesh, out / "refine", command + "  (refine step)", None)
     return 0
 
 

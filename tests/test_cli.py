@@ -68,3 +68,19 @@ def test_gradcheck_command_refuses_rows_larger_than_the_data(fake_folder, tmp_pa
     assert "more than the 60 images" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         gradcheck.main(["--row", "10,10"])
+
+
+def test_grid_with_refine_writes_both_reports(fake_folder, tmp_path, capsys):
+    out = tmp_path / "grid"
+    rc = sweep.main([
+        "--config", "configs/grid.py", "--data-dir", str(fake_folder), "--out", str(out),
+        "--set", "lams=0,0.01,0.1", "--set", "etas=0.001,0.01", "--set", "refine=true",
+        "--set", "n_epochs=2", "--set", "n_batch=30",
+    ])  # fmt: skip
+    assert rc == 0
+    assert "refine: a 3 x 2 grid around" in capsys.readouterr().out
+    coarse = json.loads((out / "metrics.json").read_text())
+    fine = json.loads((out / "refine" / "metrics.json").read_text())
+    assert len(coarse["settings"]) == 6 and len(fine["settings"]) == 6
+    assert fine["name"] == "grid_refine" and (out / "heatmap_val_accuracy.png").exists()
+    assert (out / "refine" / "heatmap_val_accuracy.png").exists()

@@ -1,5 +1,6 @@
 """Config files, --set overrides and validation messages."""
 
+import numpy as np
 import pytest
 
 from lincls import config as config_lib
@@ -79,3 +80,24 @@ def test_config_file_errors(tmp_path):
     (tmp_path / "dict.py").write_text("def get_config():\n    return {'n_epochs': 3}\n")
     with pytest.raises(ConfigError, match=r"get_config\(\) returned dict"):
         config_lib.load_config_file(tmp_path / "dict.py")
+
+
+def test_refine_needs_a_grid():
+    with pytest.raises(ConfigError, match=r"field 'refine' needs grid=true"):
+        config_lib.validate(Config(refine=True))
+
+
+def test_span_around_log_and_linear():
+    assert config_lib.span_around((0.001, 0.01, 0.1), 1, 3) == (0.001, 0.01, 0.1)
+    np.testing.assert_allclose(config_lib.span_around((0.001, 0.01, 0.1), 2, 3), (0.01, 0.0316228, 0.1), rtol=1e-9)
+    assert config_lib.span_around((0.0, 0.1, 1.0), 0, 3) == (0.0, 0.05, 0.1)  # from 0: evenly spaced
+    assert config_lib.span_around((0.5,), 0, 4) == (0.5,)
+
+
+def test_refined_grid_centres_on_the_best_cell():
+    coarse = Config(name="g", lams=(0.0, 0.01, 0.1, 1.0), etas=(0.001, 0.01, 0.1), grid=True, refine=True)
+    fine = config_lib.refined(coarse, best=2 * 3 + 1)  # lam=0.1, eta=0.01
+    assert fine.name == "g_refine" and not fine.refine and fine.grid
+    assert (fine.lams[0], fine.lams[-1], len(fine.lams)) == (0.01, 1.0, 4)
+    assert (fine.etas[0], fine.etas[-1], len(fine.etas)) == (0.001, 0.1, 3)
+    assert min(abs(np.log10(fine.lams) - np.log10(0.1))) < 0.35
