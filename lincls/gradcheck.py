@@ -117,6 +117,7 @@ def check_row(X, y, lam: float, *, key: jax.Array, K: int = 10, h: float = H, ge
     g_hand, row["seconds_hand"] = timed(lambda: model.hand_grad(params, X, y, lam))
     g_auto, row["seconds_autodiff"] = timed(lambda: model.autodiff_grad(params, X, y, lam))
     g_num, row["seconds_numerical"] = timed(lambda: logit_numerical_grad(params, X, y, lam, h))
+    row["truncation_ratio"] = truncation_ratio(params, X, y, lam, g_hand, h)
     row["hand_vs_numerical"] = error_summary(g_hand, g_num)
     row["hand_vs_autodiff"] = error_summary(g_hand, g_auto)
     row["autodiff_vs_numerical"] = error_summary(g_auto, g_num)
@@ -183,8 +184,6 @@ def run_table(X_all, y_all, dtype, *, key: jax.Array, rows=TABLE_ROWS, generic: 
         X = jnp.asarray(X_all[:n, :d], dtype)
         y = jnp.asarray(y_all[:n])
         row = check_row(X, y, lam, key=key, h=h, generic=generic)
-        params = model.init_params(key, d, 10, dtype=X.dtype)
-        row["truncation_ratio"] = truncation_ratio(params, X, y, lam, model.hand_grad(params, X, y, lam), h)
         results.append(row)
         print(f"n={n:5d} d={d:5d} lam={lam:g}: hand vs numerical max W {row['hand_vs_numerical']['W']['max']:.1e} "
               f"b {row['hand_vs_numerical']['b']['max']:.1e}; hand vs jax.grad max W "
