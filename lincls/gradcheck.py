@@ -147,7 +147,7 @@ def truncation_ratio(params: Params, X, y, lam, g_hand: Params, h: float = H) ->
 JSON_KEYS_DOC = """\
 Each object in gradcheck.json is one row:
 n, d, lam, dtype, h, n_params: the problem; seconds_*: wall time of each gradient (first call, compile included);
-hand_vs_numerical, hand_vs_autodiff, autodiff_vs_numerical (and *_generic with --generic):
+hand_vs_numerical, hand_vs_autodiff, autodiff_vs_numerical (and hand_vs_numerical_generic, numerical_vs_numerical_generic unless --no-generic):
 {"W": {"max", "median", "max_abs"}, "b": {...}} of the relative error |ga - gn| / max(1e-10, |ga| + |gn|)
 and the largest absolute difference; truncation_ratio: see lincls.gradcheck.truncation_ratio."""
 
