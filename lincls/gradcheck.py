@@ -80,21 +80,22 @@ def logit_numerical_grad(params: Params, X, y, lam, h: float = H, loss_fn: Loss 
     """
     S = X @ params["W"].T + params["b"]  # (n, K), computed once
     W = params["W"]
-    K, d = W.shape
+    K = W.shape[0]
 
     def loss_shifted(i, column_shift):  # loss with logit column i moved by column_shift (n,)
-        return loss_fn.value(S.at[:, i].add(column_shift), y)
+        return loss_fn.value(S + column_shift[:, None] * jax.nn.one_hot(i, K, dtype=S.dtype), y)
 
-    def diff_W(i, j):
-        up = loss_shifted(i, h * X[:, j]) + lam * (2 * h * W[i, j] + h * h)
-        down = loss_shifted(i, -h * X[:, j]) + lam * (-2 * h * W[i, j] + h * h)
+    def row_of_dW(i):  # dW[i, :]: for a fixed column i, the d shifts h X[:, j] are vmapped (chunks of 1024)
+        shifts = h * X.T  # (d, n)
+        up = jax.lax.map(partial(loss_shifted, i), shifts, batch_size=1024) + lam * (2 * h * W[i] + h * h)
+        down = jax.lax.map(partial(loss_shifted, i), -shifts, batch_size=1024) + lam * (-2 * h * W[i] + h * h)
         return (up - down) / (2 * h)
 
     def diff_b(i):
-        return (loss_shifted(i, h) - loss_shifted(i, -h)) / (2 * h)
+        ones = jnp.ones(S.shape[:1], S.dtype)
+        return (loss_shifted(i, h * ones) - loss_shifted(i, -h * ones)) / (2 * h)
 
-    ii, jj = jnp.meshgrid(jnp.arange(K), jnp.arange(d), indexing="ij")
-    dW = jax.lax.map(lambda ij: diff_W(*ij), (ii.ravel(), jj.ravel()), batch_size=1024).reshape(K, d)
+    dW = jax.lax.map(row_of_dW, jnp.arange(K))
     db = jax.vmap(diff_b)(jnp.arange(K))
     return {"W": dW, "b": db}
 
