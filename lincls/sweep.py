@@ -24,6 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lincls import config as config_lib
@@ -57,15 +58,113 @@ def init_sweep_params(key: jax.Array, n_settings: int, d: int, K: int, *, std: f
     return jax.vmap(lambda k: model.init_params(k, d, K, std))(jax.random.split(key, n_settings))
 
 
-def train_sweep(params: Params, data: TrainData, lams, etas, *, key: jax.Array, options: TrainOptions, on_epoch=None):
-    """Every setting trained as :func:`lincls.train.train` would train it alone.
+class StackedLayout(NamedTuple):
+    """How the stacked path holds the settings' weights while it trains (all static).
 
-    Epochs are a ``lax.scan`` whose body is :func:`lincls.train.train_epoch` vmapped over
-    the settings axis (params, lams, etas; the data and the batch order are shared), so
-    ``on_epoch(epoch, metrics)``, if given, sees every setting at once, through
-    ``jax.debug.callback``. Returns params (S, ...) and history of (S, n_epochs) arrays.
+    ``transposed``: W carried as (d, S, K) instead of (S, K, d). Each step's two matmuls
+    need W in one layout and the batch in both (``X_b W^T`` and ``G^T X_b``), so one of
+    them is copied per step: W^T when S*K is small, the batch's transpose when S*K is
+    wide (copying the (S K) x d weights each step costs more than the GEMMs save).
+    ``n_split``: W and each batch cut into this many column blocks of d. On a CPU the
+    thin (n_batch x d) x (d x S K) GEMMs of a few settings do not keep two cores busy; two
+    independent half-d GEMMs (summed logits, separate weight halves) run side by side.
     """
-    epoch_of_all = jax.vmap(partial(train.train_epoch, options=options), in_axes=(0, None, 0, 0, None))
+
+    transposed: bool = False
+    n_split: int = 1
+
+
+def stacked_layout(n_settings: int, K: int, d: int, n_batch: int, platform: str | None = None) -> StackedLayout:
+    """The layout the sweep uses; thresholds measured on a 2-core CPU (benchmarks/results.md)."""
+    platform = platform or jax.default_backend()
+    wide = n_settings * K >= 4 * n_batch
+    return StackedLayout(transposed=wide, n_split=2 if platform == "cpu" and not wide and d >= 2 else 1)
+
+
+def _split_bounds(d: int, n_split: int) -> list[tuple[int, int]]:
+    cuts = [round(i * d / n_split) for i in range(n_split + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def stacked_evaluate(W, b, X, y, lams, loss_fn=model.CROSS_ENTROPY, transposed: bool = False):
+    """(loss, cost, accuracy), each (S,), of every setting on (X, y) from one GEMM.
+
+    ``W`` is (S, K, d), or (d, S, K) when ``transposed``; the logits of all settings are
+    one (n, S, K) array, ``X W^T`` with the settings stacked into S*K columns.
+    """
+    logits = jnp.einsum("nd,dsk->nsk" if transposed else "nd,skd->nsk", X, W) + b
+    loss = jax.vmap(loss_fn.value, in_axes=(1, None))(logits, y)
+    reg = lams * jnp.sum(W * W, axis=(0, 2) if transposed else (1, 2))
+    acc = jnp.mean(jnp.argmax(logits, axis=2) == y[:, None], axis=0)
+    return loss, loss + reg, acc
+
+
+def _stacked_parts(params: Params, options: TrainOptions, layout: StackedLayout):
+    """The stacked path's carry, epoch function and way back to params (S, K, d)."""
+    bounds = _split_bounds(params["W"].shape[2], layout.n_split)
+    t = layout.transposed
+    w_axis = 1 if t else 0  # the settings axis of each W piece
+    spec_fwd, spec_bwd = ("nd,dsk->nsk", "nsk,nd->dsk") if t else ("nd,skd->nsk", "nsk,nd->skd")
+
+    def to_pieces(W):
+        return tuple(jnp.transpose(W[..., lo:hi], (2, 0, 1)) if t else W[..., lo:hi] for lo, hi in bounds)
+
+    def whole(pieces):  # the pieces joined along d, still in the carried layout
+        return jnp.concatenate(pieces, axis=0 if t else 2) if len(pieces) > 1 else pieces[0]
+
+    axes = {"W": (w_axis,) * len(bounds), "b": 0}
+    init = jax.vmap(train.init_state, in_axes=(axes, 0), out_axes=(axes, 0))
+    # optax's plain SGD step for every setting at once (the learning rate lives in the state)
+    update = jax.vmap(lambda g, s, p, eta: train.sgd(eta).update(g, s, p), in_axes=(axes, 0, axes, 0), out_axes=(axes, 0))
+
+    def grads(pieces, b, Xb, yb, lams):
+        Xs = [Xb[:, lo:hi] for lo, hi in bounds] if len(bounds) > 1 else [Xb]
+        logits = sum(jnp.einsum(spec_fwd, x, w) for x, w in zip(Xs, pieces)) + b
+        G = jax.vmap(options.loss_fn.grad_logits, in_axes=(1, None), out_axes=1)(logits, yb)  # (nb, S, K)
+        lam = lams[None, :, None] if t else lams[:, None, None]
+        dW = tuple(jnp.einsum(spec_bwd, G, x) + 2 * lam * w for x, w in zip(Xs, pieces))
+        return {"W": dW, "b": G.sum(axis=0)}
+
+    def epoch(state, data: TrainData, lams, etas, epoch_key):
+        n, nb = data.X_train.shape[0], options.n_batch
+        n_steps = n // nb
+        if n_steps == 0:
+            raise ValueError(f"n_batch={nb} is larger than the training set (n={n})")
+        order = jax.random.permutation(epoch_key, n) if options.shuffle else None
+
+        def step(state, start):
+            p, opt_state = state
+            Xb, yb = train.take_batch(data.X_train, data.y_train, order, start, nb)
+            upd, opt_state = update(grads(p["W"], p["b"], Xb, yb, lams), opt_state, p, etas)
+            return (optax.apply_updates(p, upd), opt_state), None
+
+        state, _ = jax.lax.scan(step, state, jnp.arange(n_steps) * nb)
+        W, b = whole(state[0]["W"]), state[0]["b"]
+        metrics = sum((stacked_evaluate(W, b, X, y, lams, options.loss_fn, t) for X, y in
+                       ((data.X_train, data.y_train), (data.X_val, data.y_val))), ())
+        return state, dict(zip(train.METRICS, metrics))
+
+    def start(params, etas):
+        return init({"W": to_pieces(params["W"]), "b": params["b"]}, etas)
+
+    def finish(state):
+        W = whole(state[0]["W"])
+        return {"W": jnp.transpose(W, (1, 2, 0)) if t else W, "b": state[0]["b"]}
+
+    return start, epoch, finish
+
+
+def _train_sweep(params: Params, data: TrainData, lams, etas, key, options: TrainOptions, on_epoch, layout):
+    """:func:`train_sweep` with the layout given: a :class:`StackedLayout`, or None for the
+    reference path (:func:`lincls.train.train_epoch` vmapped over the settings axis)."""
+    if layout is None:
+        start = jax.vmap(train.init_state)
+        epoch_of_all = jax.vmap(partial(train.train_epoch, options=options), in_axes=(0, None, 0, 0, None))
+
+        def finish(state):
+            return state[0]
+    else:
+        start, epoch_of_all, finish = _stacked_parts(params, options, layout)
 
     def epoch(state, xs):
         index, epoch_key = xs
@@ -74,10 +173,29 @@ def train_sweep(params: Params, data: TrainData, lams, etas, *, key: jax.Array, 
             jax.debug.callback(on_epoch, index + 1, metrics)
         return state, metrics
 
-    state = jax.vmap(train.init_state)(params, etas)
     xs = (jnp.arange(options.n_epochs), jax.random.split(key, options.n_epochs))
-    (params, _), history = jax.lax.scan(epoch, state, xs)
-    return params, {k: v.T for k, v in history.items()}
+    state, history = jax.lax.scan(epoch, start(params, etas), xs)
+    return finish(state), {k: v.T for k, v in history.items()}
+
+
+def train_sweep(params: Params, data: TrainData, lams, etas, *, key: jax.Array, options: TrainOptions, on_epoch=None):
+    """Every setting trained as :func:`lincls.train.train` would train it alone.
+
+    Epochs are a ``lax.scan``; each epoch trains every setting over the shared batches
+    (the data and the batch order are shared; params, lams and etas have a leading
+    settings axis S) and then records the metrics, so ``on_epoch(epoch, metrics)``, if
+    given, sees every setting at once, through ``jax.debug.callback``. Returns params
+    (S, ...) and history of (S, n_epochs) arrays.
+
+    With the hand gradient the settings are stacked: each step is one
+    (n_batch x d) x (d x S K) GEMM for the logits of all settings and one
+    (S K x n_batch) x (n_batch x d) GEMM for their weight gradients (see
+    :class:`StackedLayout`), and each epoch's evaluation one GEMM per data set. With
+    ``grad="autodiff"`` it is :func:`lincls.train.train_epoch` vmapped over the settings.
+    """
+    S, K, d = params["W"].shape
+    layout = stacked_layout(S, K, d, options.n_batch) if options.grad == "hand" else None
+    return _train_sweep(params, data, lams, etas, key, options, on_epoch, layout)
 
 
 def sweep_accuracy(params: Params, X, y) -> jax.Array:
