@@ -7,6 +7,15 @@ computes the same centered differences from the base logits: perturbing ``W[i, j
 h shifts logit column i by ``h * X[:, j]``, so each perturbed cost costs O(n K)
 instead of O(n d K).
 
+Both take the stencil's ``order``: 2 is the course's two-point difference
+``(f(x+h) - f(x-h)) / 2h``, whose truncation error ``h^2 f3 / 6`` (f3 the third
+derivative) is about 1e-10 here at h = 1e-4: large next to the smallest gradient
+entries. 4 is the four-point centered difference at the same h,
+``(8 [f(x+h) - f(x-h)] - [f(x+2h) - f(x-2h)]) / 12h``, whose ``h^4`` truncation error
+lies far below float64 rounding. The logit-structured check also evaluates each loss
+change without cancellation (``Loss.shift_change``), so its four-point differences are
+accurate to ~1e-13 and can certify a gradient to a relative 1e-7.
+
 Run the table (float64, h = 1e-4, first n images and d dimensions of data_batch_1)::
 
     python -m lincls.gradcheck --data-dir ../shared/data/cifar-10-batches-py
@@ -34,6 +43,19 @@ TABLE_ROWS = ((10, 10, 0.0), (100, 100, 0.0), (1000, 1000, 0.5), (2000, 20, 0.5)
 H = 1e-4
 EPS = 1e-10
 
+# Centered stencils as (multiple m of h, weight w): f'(x) ~ sum_m w (f(x + m h) - f(x - m h)) / h.
+STENCILS = {
+    2: ((1, 1 / 2),),  # truncation error h^2 f3 / 6
+    4: ((1, 2 / 3), (2, -1 / 12)),  # truncation error h^4 f5 / 30
+}
+
+
+def centered_difference(pair: Callable[[float], jax.Array], h: float, order: int = 2) -> jax.Array:
+    """``sum_m w_m pair(m h) / h`` over the stencil of ``order``, where ``pair(t) = f(x + t) - f(x - t)``."""
+    if order not in STENCILS:
+        raise ValueError(f"order must be one of {sorted(STENCILS)}; got {order}")
+    return sum(w * pair(m * h) for m, w in STENCILS[order]) / h
+
 
 def relative_error(ga, gn, eps: float = EPS):
     """Element-wise ``|ga - gn| / max(eps, |ga| + |gn|)`` for arrays or matching pytrees."""
@@ -49,11 +71,12 @@ def error_summary(ga: Params, gn: Params, eps: float = EPS) -> dict[str, dict[st
     }
 
 
-@partial(jax.jit, static_argnames=("f", "chunk"))
+@partial(jax.jit, static_argnames=("f", "chunk", "order"))
 def numerical_grad(
-    f: Callable[..., jax.Array], params: Params, h: float = H, *, args: tuple = (), chunk: int = 256
+    f: Callable[..., jax.Array], params: Params, h: float = H, *, args: tuple = (), chunk: int = 256, order: int = 2
 ) -> Params:
-    """Centered differences ``(f(p + h e_i, *args) - f(p - h e_i, *args)) / 2h`` for every entry i.
+    """Centered differences of ``f`` for every entry i of params: with ``order=2``,
+    ``(f(p + h e_i, *args) - f(p - h e_i, *args)) / 2h``; with 4, see :data:`STENCILS`.
 
     ``f`` is any scalar function of the pytree ``params`` (and of ``args``, passed as
     traced arguments so that large data is not baked into the compiled program). The
@@ -63,48 +86,56 @@ def numerical_grad(
     theta, unravel = ravel_pytree(params)
 
     def diff(i):
-        e = jnp.zeros_like(theta).at[i].set(h)
-        return (f(unravel(theta + e), *args) - f(unravel(theta - e), *args)) / (2 * h)
+        def pair(t):
+            e = jnp.zeros_like(theta).at[i].set(t)
+            return f(unravel(theta + e), *args) - f(unravel(theta - e), *args)
+
+        return centered_difference(pair, h, order)
 
     grads = jax.lax.map(diff, jnp.arange(theta.size), batch_size=chunk)
     return unravel(grads.astype(theta.dtype))
 
 
-@partial(jax.jit, static_argnames=("loss_fn",))
-def logit_numerical_grad(params: Params, X, y, lam, h: float = H, loss_fn: Loss = CROSS_ENTROPY) -> Params:
+@partial(jax.jit, static_argnames=("loss_fn", "order"))
+def logit_numerical_grad(params: Params, X, y, lam, h: float = H, loss_fn: Loss = CROSS_ENTROPY, order: int = 2) -> Params:
     """The centered differences of ``model.cost`` computed from the base logits.
 
-    Equal to ``numerical_grad(cost)`` up to float rounding, for any loss of the logits:
-    W[i, j] + t shifts logit column i by ``t X[:, j]`` and the regularizer by
-    ``lam (2 t W[i, j] + t^2)``; b[i] + t shifts column i by t.
+    Equal to ``numerical_grad(cost, order=order)`` up to float rounding (less of it), for
+    any loss of the logits: W[i, j] + t shifts logit column i by ``t X[:, j]`` and the
+    regularizer by ``lam (2 t W[i, j] + t^2)``, so ``cost(+t) - cost(-t)`` is the loss
+    change of the two shifts plus ``4 lam t W[i, j]``; b[i] + t shifts column i by t.
+    The loss change comes from ``loss_fn.shift_change`` when the loss has one, else
+    from the difference of two loss values.
     """
     S = X @ params["W"].T + params["b"]  # (n, K), computed once
     W = params["W"]
     K = W.shape[0]
 
-    def loss_shifted(i, column_shift):  # loss with logit column i moved by column_shift (n,)
-        return loss_fn.value(S + column_shift[:, None] * jax.nn.one_hot(i, K, dtype=S.dtype), y)
+    def change(i, t):  # loss(S + t e_i^T) - loss(S), t of shape (n,)
+        if loss_fn.shift_change is not None:
+            return loss_fn.shift_change(S, y, i, t)
+        return loss_fn.value(S + t[:, None] * jax.nn.one_hot(i, K, dtype=S.dtype), y) - loss_fn.value(S, y)
 
-    def row_of_dW(i):  # dW[i, :]: for a fixed column i, the d shifts h X[:, j] are vmapped (chunks of 1024)
-        shifts = h * X.T  # (d, n)
-        up = jax.lax.map(partial(loss_shifted, i), shifts, batch_size=1024) + lam * (2 * h * W[i] + h * h)
-        down = jax.lax.map(partial(loss_shifted, i), -shifts, batch_size=1024) + lam * (-2 * h * W[i] + h * h)
-        return (up - down) / (2 * h)
+    def dW_entry(i, x_j, w_ij):  # d cost / d W[i, j], with x_j = X[:, j]
+        return centered_difference(lambda t: change(i, t * x_j) - change(i, -t * x_j) + 4 * lam * t * w_ij, h, order)
 
-    def diff_b(i):
+    def row_of_dW(i):  # dW[i, :]: the d columns of X vmapped, 1024 at a time
+        return jax.lax.map(lambda xw: dW_entry(i, *xw), (X.T, W[i]), batch_size=1024)
+
+    def db_entry(i):
         ones = jnp.ones(S.shape[:1], S.dtype)
-        return (loss_shifted(i, h * ones) - loss_shifted(i, -h * ones)) / (2 * h)
+        return centered_difference(lambda t: change(i, t * ones) - change(i, -t * ones), h, order)
 
-    dW = jax.lax.map(row_of_dW, jnp.arange(K))
-    db = jax.vmap(diff_b)(jnp.arange(K))
-    return {"W": dW, "b": db}
+    return {"W": jax.lax.map(row_of_dW, jnp.arange(K)), "b": jax.vmap(db_entry)(jnp.arange(K))}
 
 
 def check_row(X, y, lam: float, *, key: jax.Array, K: int = 10, h: float = H, generic: bool = True) -> dict:
     """One table row: hand, jax.grad and finite-difference gradients compared pairwise.
 
-    ``numerical`` is :func:`logit_numerical_grad`; with ``generic`` the reference
-    :func:`numerical_grad` of ``model.cost`` runs too and is compared with both.
+    ``numerical`` is :func:`logit_numerical_grad` with the four-point stencil,
+    ``numerical_2pt`` the same with the course's two-point one; with ``generic`` the
+    reference :func:`numerical_grad` of ``model.cost`` (two-point) runs too and is
+    compared with the hand gradient and with ``numerical_2pt``.
     """
     n, d = X.shape
     params = model.init_params(key, d, K, dtype=X.dtype)
@@ -117,9 +148,11 @@ def check_row(X, y, lam: float, *, key: jax.Array, K: int = 10, h: float = H, ge
 
     g_hand, row["seconds_hand"] = timed(lambda: model.hand_grad(params, X, y, lam))
     g_auto, row["seconds_autodiff"] = timed(lambda: model.autodiff_grad(params, X, y, lam))
-    g_num, row["seconds_numerical"] = timed(lambda: logit_numerical_grad(params, X, y, lam, h))
+    g_num, row["seconds_numerical"] = timed(lambda: logit_numerical_grad(params, X, y, lam, h, order=4))
+    g_num2, row["seconds_numerical_2pt"] = timed(lambda: logit_numerical_grad(params, X, y, lam, h, order=2))
     row["truncation_ratio"] = truncation_ratio(params, X, y, lam, g_hand, h)
     row["hand_vs_numerical"] = error_summary(g_hand, g_num)
+    row["hand_vs_numerical_2pt"] = error_summary(g_hand, g_num2)
     row["hand_vs_autodiff"] = error_summary(g_hand, g_auto)
     row["autodiff_vs_numerical"] = error_summary(g_auto, g_num)
     if generic:
@@ -127,12 +160,12 @@ def check_row(X, y, lam: float, *, key: jax.Array, K: int = 10, h: float = H, ge
             lambda: numerical_grad(model._cost, params, h, args=(X, y, jnp.asarray(lam, X.dtype)))
         )
         row["hand_vs_numerical_generic"] = error_summary(g_hand, g_gen)
-        row["numerical_vs_numerical_generic"] = error_summary(g_num, g_gen)
+        row["numerical_2pt_vs_numerical_generic"] = error_summary(g_num2, g_gen)
     return row
 
 
 def truncation_ratio(params: Params, X, y, lam, g_hand: Params, h: float = H) -> float:
-    """max |g_hand - numerical(10 h)| / max |g_hand - numerical(h)| over W and b.
+    """max |g_hand - numerical(10 h)| / max |g_hand - numerical(h)| over W and b, two-point stencil.
 
     About 100 when the residual is the O(h^2) truncation error of centered differences
     (not a wrong gradient, which would not shrink with h); much less when rounding rules.
@@ -148,12 +181,14 @@ def truncation_ratio(params: Params, X, y, lam, g_hand: Params, h: float = H) ->
 JSON_KEYS_DOC = """\
 Each object in gradcheck.json is one row:
 n, d, lam, dtype, h, n_params: the problem; seconds_*: wall time of each gradient (first call, compile included);
-hand_vs_numerical, hand_vs_autodiff, autodiff_vs_numerical (and hand_vs_numerical_generic, numerical_vs_numerical_generic unless --no-generic):
+hand_vs_numerical (four-point), hand_vs_numerical_2pt (two-point), hand_vs_autodiff, autodiff_vs_numerical (four-point)
+(and hand_vs_numerical_generic, numerical_2pt_vs_numerical_generic unless --no-generic):
 {"W": {"max", "median", "max_abs"}, "b": {...}} of the relative error |ga - gn| / max(1e-10, |ga| + |gn|)
 and the largest absolute difference; truncation_ratio: see lincls.gradcheck.truncation_ratio."""
 
 PAIRS = (
     ("hand_vs_numerical", "hand vs numerical"),
+    ("hand_vs_numerical_2pt", "hand vs numerical 2-point"),
     ("hand_vs_autodiff", "hand vs jax.grad"),
     ("autodiff_vs_numerical", "jax.grad vs numerical"),
 )
@@ -162,7 +197,7 @@ PAIRS = (
 def format_table(rows: list[dict]) -> str:
     """Markdown: one line per row, max (median) relative error of W and b for each pair."""
     generic = any("hand_vs_numerical_generic" in r for r in rows)
-    pairs = PAIRS + ((("hand_vs_numerical_generic", "hand vs numerical (generic)"),) if generic else ())
+    pairs = PAIRS + ((("hand_vs_numerical_generic", "hand vs generic 2-point"),) if generic else ())
     head = ["n", "d", "lam"] + [f"{label}: {p}" for _, label in pairs for p in ("W", "b")] + ["h-ratio", "seconds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -187,7 +222,8 @@ def run_table(X_all, y_all, dtype, *, key: jax.Array, rows=TABLE_ROWS, generic: 
         row = check_row(X, y, lam, key=key, h=h, generic=generic)
         results.append(row)
         print(f"n={n:5d} d={d:5d} lam={lam:g}: hand vs numerical max W {row['hand_vs_numerical']['W']['max']:.1e} "
-              f"b {row['hand_vs_numerical']['b']['max']:.1e}; hand vs jax.grad max W "
+              f"b {row['hand_vs_numerical']['b']['max']:.1e} (2-point: W {row['hand_vs_numerical_2pt']['W']['max']:.1e} "
+              f"b {row['hand_vs_numerical_2pt']['b']['max']:.1e}); hand vs jax.grad max W "
               f"{row['hand_vs_autodiff']['W']['max']:.1e} b {row['hand_vs_autodiff']['b']['max']:.1e}", flush=True)
     return results
 
@@ -236,9 +272,13 @@ def main(argv=None) -> int:
         f"# Gradient check ({args.dtype}, h = {H:g}, eps = {EPS:g})\n\n"
         f"First n images and d dimensions of data_batch_1, standardized with the training statistics; "
         f"params from init_params(PRNGKey({args.seed}), std=0.01). Cells: max (median) relative error. "
-        f"'numerical' is the logit-structured centered difference, '(generic)' the reference that perturbs "
-        f"every parameter through the whole cost. h-ratio: max abs error at 10h over that at h "
-        f"(about 100 = the O(h^2) truncation error of centered differences).\n\n"
+        f"'numerical' is the four-point centered difference (8 [f(x+h) - f(x-h)] - [f(x+2h) - f(x-2h)]) / 12h, "
+        f"'2-point' the course's (f(x+h) - f(x-h)) / 2h, both computed from the logits with each loss change "
+        f"evaluated without cancellation; 'generic 2-point' is the reference that perturbs every parameter "
+        f"through the whole cost. The two-point stencil's max errors are its truncation error, "
+        f"h^2/6 times the third derivative (about 1e-10 absolute here), divided by the smallest gradient entries; "
+        f"h-ratio: its max abs error at 10h over that at h (about 100 = that O(h^2) truncation). "
+        f"The four-point stencil's h^4 truncation lies below float64 rounding.\n\n"
         f"Command: `python -m lincls.gradcheck --data-dir DIR{'' if args.dtype == 'float64' else ' --dtype ' + args.dtype}`\n\n"
         f"{table}\n\n{JSON_KEYS_DOC}\n"
     )

@@ -50,12 +50,17 @@ class Loss(NamedTuple):
     ``value(S, y)`` is the mean loss over the n rows of logits ``S`` (n, K);
     ``grad_logits(S, y)`` is d value / d S, (n, K), derived by hand (no autodiff);
     ``predict(S)`` maps logits to the class probabilities (or scores) shown to a user.
+    ``shift_change(S, y, i, t)``, optional, is ``value(S + t e_i^T, y) - value(S, y)``:
+    the change of the mean loss when logit column i moves by ``t`` (n,), evaluated
+    without subtracting two nearly equal losses. The finite-difference check uses it
+    when given, so that its differences are not lost in the rounding of the loss.
     """
 
     name: str
     value: Callable[[jax.Array, jax.Array], jax.Array]
     grad_logits: Callable[[jax.Array, jax.Array], jax.Array]
     predict: Callable[[jax.Array], jax.Array]
+    shift_change: Callable[[jax.Array, jax.Array, int, jax.Array], jax.Array] | None = None
 
 
 def _cross_entropy_value(s: jax.Array, y: jax.Array) -> jax.Array:
@@ -68,11 +73,19 @@ def _cross_entropy_grad_logits(s: jax.Array, y: jax.Array) -> jax.Array:
     return (softmax(s) - jax.nn.one_hot(y, k, dtype=s.dtype)) / n
 
 
+def _cross_entropy_shift_change(s: jax.Array, y: jax.Array, i, t: jax.Array) -> jax.Array:
+    # Row r's loss is logsumexp(s_r) - s_r[y_r]; moving s_r[i] by t_r adds
+    # log(1 + p_ri (e^t_r - 1)) to the first term and t_r to the second when y_r = i.
+    p_i = softmax(s)[:, i]
+    return jnp.mean(jnp.log1p(p_i * jnp.expm1(t)) - t * (y == i))
+
+
 CROSS_ENTROPY = Loss(
     name="cross_entropy",
     value=_cross_entropy_value,
     grad_logits=_cross_entropy_grad_logits,
     predict=softmax,
+    shift_change=_cross_entropy_shift_change,
 )
 
 
