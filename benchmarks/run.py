@@ -1,6 +1,6 @@
 """The performance benchmark of lincls: the DD2424 sweep against its FLOP floor and baselines.
 
-    python benchmarks/run.py            # the full run (about 8 minutes on 2 cores), writes
+    python benchmarks/run.py            # the full run (8 to 12 minutes on 2 cores), writes
                                         # benchmarks/results.md and benchmarks/results.json
     python benchmarks/run.py --quick    # a smoke run (under a minute), writes results_quick.*
 
@@ -734,7 +734,7 @@ def write_report(results: dict, out_md: Path, command: str) -> str:
     return text
 
 
-NOTES = """## Notes from development (hand-written; numbers from single comparisons on this machine, not from this run)
+NOTES = """## Notes from development (hand-written; numbers from single comparisons on an earlier machine of this workplace, 2 cores with a 130 GFLOP/s GEMM rate, not from this run)
 
 - **What XLA emits.** `jax.jit(...).lower(...).compile().as_text()` of the old sweep (`train.train_epoch`
   vmapped over the settings) shows that JAX's batching rule already folds the settings axis of a vmapped
@@ -752,7 +752,10 @@ NOTES = """## Notes from development (hand-written; numbers from single comparis
   transposes, with the layout chosen per width, and **d cut in two** on CPU for narrow sweeps: two
   independent 100 x 1536 x S K forward dots, which the XLA executor runs side by side, one per core, their
   logits summed; each half of W updated from its half of the batch. DD2424 sweep: 0.53-0.60 -> 0.64-0.72 of
-  the floor across runs (the ablation table above repeats this in the run).
+  the floor across runs (the ablation table above repeats this in the run). On an AVX2-only machine with
+  half that GEMM rate (the committed run of 2026-12-03, 21:06) the d split and the vmapped path came out
+  within noise of each other at 4 settings (same minimum, 0.60 vs 0.65 median); at 256 settings the stacked
+  transposed layout still wins, 0.84 vs 0.73.
 - **Kept: W carried transposed, (d, S, K), for wide sweeps** (S K >= 4 n_batch): copying the (S K) x d
   weights transposed every step (31 MB at 256 settings) cost ~10%; copying the 100 x 3072 batch
   transposed instead is cheap. **Kept: evaluation logits laid out (S, n, K) for wide sweeps**: the
@@ -887,11 +890,17 @@ cost rises to {w[1]['ms_per_setting_epoch']:.0f} ms at 1 setting per device), (2
 every device compiles the same program ({dd['compile_s']:.1f} s here, paid in parallel, so it does not shrink with
 N). There is no per-step host loop to scale: the sweep is one compiled program with the epochs and batches
 in `lax.scan`; Python is re-entered once per epoch only for the optional progress line. Measure your machine
-with `python benchmarks/run.py` (about 8 minutes; `--quick` for a smoke run).
+with `python benchmarks/run.py` ({results['wall_s'] / 60:.0f} minutes here; `--quick` for a smoke run).
 """
 
 
 # ----------------------------------------------------------------------------- main
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def main(argv=None) -> int:
@@ -901,7 +910,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="output stem (default benchmarks/results, quick benchmarks/results_quick)")
     parser.add_argument("--no-ablation", action="store_true", help="skip the layout comparison")
     parser.add_argument("--probe-memory", type=int, metavar="S", help=argparse.SUPPRESS)
+    parser.add_argument("--render", metavar="JSON", help="measure nothing: rewrite the .md next to a results JSON from its numbers")
     args = parser.parse_args(argv)
+
+    if args.render:
+        path = Path(args.render)
+        results = json.loads(path.read_text())
+        write_atomic(path.with_suffix(".md"), write_report(results, path.with_suffix(".md"), results.get("command", "python benchmarks/run.py")))
+        print(f"wrote {path.with_suffix('.md')} from {path}")
+        return 0
 
     if args.probe_memory:
         print("MEMORY" + json.dumps(probe_memory(args.probe_memory, 1)), flush=True)
@@ -938,12 +955,11 @@ def main(argv=None) -> int:
     results["derived"] = derive(results)
     results["targets"] = target_rows(results["derived"])
     results["wall_s"] = time.perf_counter() - start
+    results["command"] = command
     md = write_report(results, stem.with_suffix(".md"), command)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    for path, text in ((stem.with_suffix(".json"), json.dumps(results, indent=1, default=str)), (stem.with_suffix(".md"), md)):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+    write_atomic(stem.with_suffix(".json"), json.dumps(results, indent=1, default=str))
+    write_atomic(stem.with_suffix(".md"), md)
     print()
     for r in results["targets"]:
         value = "" if r["measured"] is None else f"{r['measured']:.3f}"
