@@ -289,45 +289,124 @@ def _empty_bytes(*args) -> bytes:
     return b""
 
 
+# Plain integer and float dtypes: the only array element types a batch file may hold.
+ARRAY_DTYPES = frozenset(f"{k}{n}" for k, sizes in (("u", (1, 2, 4, 8)), ("i", (1, 2, 4, 8)), ("f", (4, 8))) for n in sizes)
+
+
+class _DtypeSpec:
+    """What a pickle says of a dtype (``numpy.dtype(spec, align, copy)`` then its BUILD state).
+
+    Nothing of numpy's runs: the spec and byte order are checked against
+    :data:`ARRAY_DTYPES` and a real dtype is made only by :meth:`to_dtype`. numpy's own
+    ``dtype.__setstate__`` would accept a state with object fields and raw pointers.
+    """
+
+    def __init__(self, spec, align=False, copy=False):
+        if not isinstance(spec, str) or spec not in ARRAY_DTYPES:
+            raise RefusedGlobal(f"numpy.dtype({spec!r}); a batch holds only {sorted(ARRAY_DTYPES)}")
+        self.spec, self.byteorder = spec, "|"
+
+    def __setstate__(self, state):
+        # (version, byteorder, subarray, names, fields, elsize, alignment, flags): a plain dtype has no
+        # subarray, names or fields
+        if not (isinstance(state, tuple) and len(state) >= 5 and state[1] in ("<", ">", "|", "=")):
+            raise RefusedGlobal(f"numpy.dtype state {state!r}")
+        if state[2] is not None or state[3] is not None or state[4] is not None:
+            raise RefusedGlobal("a numpy.dtype with fields or a subarray")
+        self.byteorder = state[1]
+
+    def to_dtype(self) -> np.dtype:
+        return np.dtype(self.spec).newbyteorder(self.byteorder) if self.byteorder in "<>" else np.dtype(self.spec)
+
+
+def _array_from_bytes(raw, dtype, shape, fortran: bool) -> np.ndarray:
+    """An array made by numpy's public ``frombuffer`` from checked parts; raises ValueError if they disagree."""
+    if not isinstance(dtype, _DtypeSpec):
+        raise RefusedGlobal(f"an array of {type(dtype).__name__}")
+    if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
+        raise ValueError(f"array shape {shape!r} is not a tuple of sizes")
+    raw = bytes(raw) if isinstance(raw, (bytearray, memoryview, pickle.PickleBuffer)) else raw
+    if not isinstance(raw, bytes):
+        raise ValueError(f"array data of type {type(raw).__name__}, not bytes")
+    return np.frombuffer(raw, dtype=dtype.to_dtype()).reshape(shape, order="F" if fortran else "C")
+
+
+class _ArraySpec:
+    """What ``numpy.core.multiarray._reconstruct(ndarray, ...)`` plus BUILD says of an array
+    (pickle protocols 2 to 4); :func:`safe_unpickle` turns it into an array afterwards."""
+
+    def __init__(self, cls, shape, typecode):
+        if cls is not _NDARRAY:
+            raise RefusedGlobal(f"_reconstruct of {cls!r}")
+        self.array = None
+
+    def __setstate__(self, state):
+        # numpy's array state: (version, shape, dtype, is_fortran, raw bytes)
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise ValueError("array state is not (version, shape, dtype, is_fortran, data)")
+        _, shape, dtype, fortran, raw = state
+        self.array = _array_from_bytes(raw, dtype, shape, bool(fortran))
+
+
 def _frombuffer(buf, dtype, shape, order="C") -> np.ndarray:
-    """numpy's ``_frombuffer`` (protocol-5 array pickles), rebuilt from public numpy calls."""
-    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+    """numpy's ``_frombuffer`` (protocol-5 array pickles), from checked parts."""
+    return _array_from_bytes(buf, dtype, shape, order == "F")
+
+
+class _NdarrayName:
+    """Stands for the global ``numpy.ndarray``, which a batch pickle only names (as the first
+    argument of ``_reconstruct``) and never calls: it is not callable."""
+
+
+_NDARRAY = _NdarrayName()
+
+
+def _arrays_in_place(obj, depth: int = 0):
+    """``obj`` with every :class:`_ArraySpec` replaced by its array (dicts and lists, a few levels deep)."""
+    if depth > 8:
+        raise ValueError("pickle nested deeper than a batch file")
+    if isinstance(obj, _ArraySpec):
+        if obj.array is None:
+            raise ValueError("array without its data")
+        return obj.array
+    if isinstance(obj, dict):
+        return {k: _arrays_in_place(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_arrays_in_place(v, depth + 1) for v in obj]
+    if isinstance(obj, _DtypeSpec):
+        raise RefusedGlobal("a bare numpy.dtype")
+    return obj
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     """Admits only what the CIFAR-10 batch format needs; any other global is refused.
 
-    Plain containers (dict, list, bytes, str, int) are pickle opcodes and need no global;
-    the one numpy array per batch is rebuilt through ``_reconstruct``, ``ndarray`` and
-    ``dtype`` (protocols 2-4) or ``_frombuffer`` (protocol 5); protocol-2 pickles written
-    by python 3 spell bytes as ``_codecs.encode(text, 'latin1')`` and ``b''`` as ``bytes()``. Nothing else can be
-    looked up, so no payload can name ``os.system``.
+    Plain containers (dict, list, bytes, str, int) are pickle opcodes and need no global.
+    The one numpy array per batch is named through ``_reconstruct``, ``ndarray`` and
+    ``dtype`` (protocols 2-4) or ``_frombuffer`` (protocol 5); these names resolve to
+    stand-ins that only record what the pickle says, and the array is made from checked
+    parts with ``np.frombuffer`` (plain integer or float elements, a shape of sizes, raw
+    bytes). None of numpy's own constructors is reachable, so a pickle can neither run
+    code nor forge an array of object pointers. Protocol-2 pickles written by python 3
+    spell bytes as ``_codecs.encode(text, 'latin1')`` and ``b''`` as ``bytes()``.
     """
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-        ("__builtin__", "bytes"),
-        ("builtins", "bytes"),
+        ("numpy.core.multiarray", "_reconstruct"): _ArraySpec,
+        ("numpy._core.multiarray", "_reconstruct"): _ArraySpec,
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "dtype"): _DtypeSpec,
+        ("_codecs", "encode"): _latin1_encode,
+        ("__builtin__", "bytes"): _empty_bytes,
+        ("builtins", "bytes"): _empty_bytes,
     }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise RefusedGlobal(f"{module}.{name}")
-        if name == "_reconstruct":
-            return np.ndarray.__reduce__(np.empty(0))[0]  # numpy's own _reconstruct, wherever it lives
-        if name == "_frombuffer":
-            return _frombuffer
-        if name == "encode":
-            return _latin1_encode
-        if name == "bytes":
-            return _empty_bytes
-        return getattr(np, name)
+        return self.ALLOWED[module, name]
 
 
 def safe_unpickle(data: bytes | BinaryIO) -> object:
@@ -337,7 +416,7 @@ def safe_unpickle(data: bytes | BinaryIO) -> object:
     exception means the bytes are not a whole pickle.
     """
     f = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    return _RestrictedUnpickler(f, encoding="bytes").load()
+    return _arrays_in_place(_RestrictedUnpickler(f, encoding="bytes").load())
 
 
 def _key(d: dict, name: str):

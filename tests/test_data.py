@@ -192,6 +192,49 @@ def test_pickle_protocols_and_key_types(folder, protocol, str_keys):
         write_batch(folder / name, X, y, protocol=protocol, str_keys=str_keys)
     ds = data.load_dataset(folder)
     np.testing.assert_array_equal(ds.y_test, raw["test_batch"][1])
+    pixels = np.rint(255 * data.unstandardize(ds.X_test, ds.mean, ds.std))
+    np.testing.assert_array_equal(pixels, raw["test_batch"][0])
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+@pytest.mark.parametrize("dtype", [">i2", "<u4", "f8"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_arrays_round_trip_through_the_restricted_unpickler(protocol, dtype, order):
+    a = np.asarray(np.arange(24).reshape(4, 6), dtype=dtype, order=order)
+    back = data.safe_unpickle(pickle.dumps({b"a": a, b"nested": [a[:1]]}, protocol=protocol))
+    assert back[b"a"].dtype == a.dtype and back[b"a"].flags.f_contiguous == (order == "F")
+    np.testing.assert_array_equal(back[b"a"], a)
+    np.testing.assert_array_equal(back[b"nested"][0], a[:1])
+
+
+class _ForgedPointerArray:
+    """An object array whose element pointer is bytes of the pickle's choosing (0x4141...)."""
+
+    def __reduce__(self):
+        return (np.ndarray, ((1,), np.dtype("O"), b"AAAAAAAA"))
+
+
+class _ObjectFieldDtype:
+    """A void dtype whose BUILD state claims an object field, with the flags that would mark it cleared."""
+
+    def __reduce__(self):
+        return (np.dtype, ("V8", False, True), (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 8, 1, 0))
+
+
+class _ArrayOfForgedDtype:
+    def __reduce__(self):
+        reconstruct = np.ndarray.__reduce__(np.empty(0))[0]
+        return (reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), _ObjectFieldDtype(), False, b"AAAAAAAA"))
+
+
+@pytest.mark.parametrize("payload", [_ForgedPointerArray(), _ArrayOfForgedDtype()], ids=["ndarray-call", "object-dtype"])
+def test_admitted_numpy_names_cannot_forge_object_arrays(folder, payload):
+    # Reading such an array would dereference 0x4141414141414141 (a crash, or worse); numpy's
+    # real ndarray and dtype constructors must not be reachable from a pickle at all.
+    blob = pickle.dumps({b"data": payload, b"labels": [0]}, protocol=2)
+    with pytest.raises((data.RefusedGlobal, TypeError)):
+        data.safe_unpickle(blob)
+    expect_bad_file(folder, blob, FIX)
 
 
 def test_folder_from_environment(folder, monkeypatch):
