@@ -44,6 +44,7 @@ class SweepResult(NamedTuple):
     compile_time_s: float
     wall_time_s: float
     sharding: str  # how the settings axis was laid out, e.g. "NamedSharding(... PartitionSpec('settings',))"
+    n_devices: int  # devices on the settings axis
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -243,7 +244,13 @@ def make_mesh(n_devices: int = 0) -> Mesh:
     devices = jax.devices()
     if n_devices > len(devices):
         raise config_lib.ConfigError(f"field 'devices' = {n_devices}, but only {len(devices)} devices are visible")
-    return Mesh(np.array(devices[: n_devices or len(devices)]), (AXIS,))
+    chosen = devices[: n_devices or len(devices)]
+    if len({d.process_index for d in chosen}) < jax.process_count():
+        raise config_lib.ConfigError(
+            f"field 'devices' = {n_devices} leaves some of the {jax.process_count()} processes without a device on "
+            f"the mesh; use 0 (every device) or a multiple of the {jax.local_device_count()} devices per process"
+        )
+    return Mesh(np.array(chosen), (AXIS,))
 
 
 def put(x: np.ndarray, mesh: Mesh, spec: PartitionSpec) -> jax.Array:
@@ -260,14 +267,40 @@ def to_host(x: jax.Array) -> np.ndarray:
     return np.asarray(x)
 
 
-def maybe_initialize_distributed(force: bool = False) -> None:
-    """Join the other hosts when launched as one of several processes (or when forced).
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "")
+    try:
+        return int(text) if text else default
+    except ValueError:
+        raise config_lib.ConfigError(f"environment variable {name}={text!r} must be a whole number") from None
 
-    ``jax.distributed.initialize()`` reads the usual environment: JAX_COORDINATOR_ADDRESS,
-    JAX_NUM_PROCESSES, JAX_PROCESS_ID, or the cluster's own (SLURM, Cloud TPU, ...).
+
+def maybe_initialize_distributed(force: bool = False) -> bool:
+    """Join the other processes of a multi-host run; return whether it did.
+
+    It does when forced (``--distributed``), when ``JAX_COORDINATOR_ADDRESS`` is set (then
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` give the count and this process's index),
+    or under a SLURM or Open MPI launch of more than one task, which
+    ``jax.distributed.initialize()`` detects by itself, as it does a Cloud TPU slice.
+    A failure to join is a :class:`lincls.config.ConfigError` that says what to set.
     """
-    if force or os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("JAX_NUM_PROCESSES"):
-        jax.distributed.initialize()
+    cluster = _env_int("SLURM_NTASKS", 1) > 1 or _env_int("OMPI_COMM_WORLD_SIZE", 1) > 1
+    if not (force or os.environ.get("JAX_COORDINATOR_ADDRESS") or cluster):
+        return False
+    kwargs = {}
+    if os.environ.get("JAX_NUM_PROCESSES"):
+        kwargs["num_processes"] = _env_int("JAX_NUM_PROCESSES", 1)
+    if os.environ.get("JAX_PROCESS_ID"):
+        kwargs["process_id"] = _env_int("JAX_PROCESS_ID", 0)
+    try:
+        jax.distributed.initialize(**kwargs)
+    except (ValueError, RuntimeError) as e:
+        raise config_lib.ConfigError(
+            f"jax.distributed.initialize() failed: {str(e).rstrip('.')}. On every process set JAX_COORDINATOR_ADDRESS=host:port "
+            "(process 0's address), JAX_NUM_PROCESSES and JAX_PROCESS_ID, or launch under SLURM, Open MPI "
+            "or on a Cloud TPU slice, where JAX finds them itself"
+        ) from None
+    return True
 
 
 # ----------------------------------------------------------------------------- the run
@@ -333,6 +366,7 @@ def run_sweep(config: config_lib.Config, dataset, *, mesh: Mesh | None = None) -
         compile_time_s=compile_time,
         wall_time_s=wall,
         sharding=str(test_acc.sharding),
+        n_devices=mesh.size,
     )
 
 
@@ -361,7 +395,7 @@ def build_metrics(config: config_lib.Config, dataset, result: SweepResult, comma
             "source": dataset.source, "plan": dataset.plan,
             "n_train": len(dataset.y_train), "n_val": len(dataset.y_val), "n_test": len(dataset.y_test),
         },  # fmt: skip
-        "devices": {"platform": jax.devices()[0].platform, "count": jax.device_count(), "processes": jax.process_count()},
+        "devices": {"platform": jax.devices()[0].platform, "count": result.n_devices, "processes": jax.process_count()},
         "settings_sharding": result.sharding,
         "wall_time_s": result.wall_time_s,
         "compile_time_s": result.compile_time_s,
@@ -369,23 +403,29 @@ def build_metrics(config: config_lib.Config, dataset, result: SweepResult, comma
     }
 
 
+def say(text: str) -> None:
+    """Print on process 0 only, so that a multi-host run reports once."""
+    if jax.process_index() == 0:
+        print(text, flush=True)
+
+
 def run_and_write(config, dataset, mesh: Mesh, out: Path, command: str, gradcheck_md: Path | None) -> dict:
     """Run one sweep, print its summary, and (process 0) write its outputs into ``out``."""
     from lincls import report
 
     S = len(config.settings)
-    print(f"{config.name}: {S} settings x {config.n_epochs} epochs on {len(dataset.y_train)} training images; "
-          f"{mesh.size} {jax.devices()[0].platform} device(s) on the settings axis", flush=True)  # fmt: skip
+    say(f"{config.name}: {S} settings x {config.n_epochs} epochs on {len(dataset.y_train)} training images; "
+          f"{mesh.size} {jax.devices()[0].platform} device(s) on the settings axis")  # fmt: skip
     result = run_sweep(config, dataset, mesh=mesh)
     metrics = build_metrics(config, dataset, result, command)
     for s in metrics["settings"]:
         status = f"DIVERGED at epoch {s['diverged_epoch']} (NaN/inf)" if s["diverged"] else f"test accuracy {100 * s['test_accuracy']:.2f}%"
-        print(f"  setting {s['index']}: lam={s['lam']:g} eta={s['eta']:g}  {status}")
-    print(f"compile {result.compile_time_s:.2f} s, train {result.wall_time_s:.2f} s ({result.sharding})")
+        say(f"  setting {s['index']}: lam={s['lam']:g} eta={s['eta']:g}  {status}")
+    say(f"compile {result.compile_time_s:.2f} s, train {result.wall_time_s:.2f} s ({result.sharding})")
     if jax.process_index() == 0:
         grid = {"lams": list(config.lams), "etas": list(config.etas)} if config.grid else None
         written = report.write_outputs(out, metrics, result.params["W"], result.params["b"], gradcheck_md=gradcheck_md, grid=grid)
-        print(f"wrote {len(written)} files to {out}/ (see {out}/REPORT.md)")
+        say(f"wrote {len(written)} files to {out}/ (see {out}/REPORT.md)")
     return metrics
 
 
@@ -427,7 +467,7 @@ def main(argv=None) -> int:
             print("refine: every setting of the coarse grid diverged; nothing to refine", file=sys.stderr)
             return 1
         fine = config_lib.refined(config, best)
-        print(f"refine: a {len(fine.lams)} x {len(fine.etas)} grid around lam={config.settings[best][0]:g}, "
+        say(f"refine: a {len(fine.lams)} x {len(fine.etas)} grid around lam={config.settings[best][0]:g}, "
               f"eta={config.settings[best][1]:g}: lams {fine.lams[0]:g}..{fine.lams[-1]:g}, etas {fine.etas[0]:g}..{fine.etas[-1]:g}")
         run_and_write(fine, dataset, mesh, out / "refine", command + "  (refine step)", None)
     return 0
