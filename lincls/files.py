@@ -1,13 +1,18 @@
-"""Atomic writes: every result file is written to a temporary name, then renamed."""
+"""Atomic writes: every result file is written to a temporary name, then renamed.
+
+A set of files that belong together (a run's report, metrics and figures) is written
+into a staging folder first and moved into place only when all of it was written.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 
 @contextlib.contextmanager
@@ -36,4 +41,29 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+    return write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir: str | os.PathLike, *, stale: Sequence[str] = (), last: str | None = None) -> Iterator[Path]:
+    """Yield an empty hidden folder inside ``out_dir`` to write a set of files into.
+
+    When the block succeeds, the files of ``out_dir`` that match a glob of ``stale`` and
+    are not in the new set are removed (an older run's figures never stand beside a newer
+    report), then each new file is renamed into ``out_dir``, ``last`` after the others.
+    When the block fails, the staging folder is removed and ``out_dir`` is as it was.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging.", dir=out))
+    try:
+        yield stage
+        new = sorted(p.name for p in stage.iterdir())
+        for pattern in stale:
+            for old in out.glob(pattern):
+                if old.is_file() and old.name not in new:
+                    old.unlink()
+        for name in sorted(new, key=lambda name: name == last):
+            os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

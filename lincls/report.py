@@ -548,15 +548,17 @@ def render_report(
 
 
 def _jsonable(obj):
-    """Plain JSON types from numpy/jax scalars and arrays (NaN stays NaN)."""
+    """Plain JSON types from numpy/jax scalars and arrays; NaN and inf become null (strict JSON)."""
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, bool, int, float)) or obj is None:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, bool, int)) or obj is None:
         return obj
     if isinstance(obj, np.generic):
-        return obj.item()
+        return _jsonable(obj.item())
     if hasattr(obj, "__array__"):
         return _jsonable(np.asarray(obj).tolist())
     if isinstance(obj, os.PathLike):
@@ -588,6 +590,9 @@ def _check_inputs(metrics: Mapping, W, b) -> tuple[np.ndarray, np.ndarray, list[
     return W, b, [str(x) for x in labels]
 
 
+OWNED_FIGURES = ("curves_*.png", "weights_*.png", "heatmap_*.png")  # figures a rerun replaces as a set
+
+
 def write_outputs(
     out_dir: str | os.PathLike,
     metrics: Mapping,
@@ -610,7 +615,10 @@ def write_outputs(
 
     Files: metrics.json, params.npz (W, b, lams, etas), curves_<i>.png and weights_<i>.png
     for :func:`figure_settings`, heatmap_val_accuracy.png and heatmap_val_cost.png with a
-    grid, and REPORT.md last. Inputs are checked before anything is written.
+    grid, and REPORT.md last. Inputs are checked before anything is written, and the files
+    are written into a staging folder and moved into ``out_dir`` together: a failure leaves
+    ``out_dir`` as it was, and figures of an older run that this run does not make are removed.
+    In metrics.json a NaN or inf (a diverged setting) is null.
     """
     out = Path(out_dir)
     W, b, labels = _check_inputs(metrics, W, b)
@@ -630,36 +638,38 @@ def write_outputs(
     )
     json_metrics = _jsonable(metrics)
 
-    written = [files.write_json(out / "metrics.json", json_metrics)]
-    with files.atomic_path(out / "params.npz") as tmp:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare name
-            np.savez_compressed(
-                f,
-                W=W,
-                b=b,
-                lams=np.array([float(s["lam"]) for s in settings]),
-                etas=np.array([float(s["eta"]) for s in settings]),
-            )
-    written.append(out / "params.npz")
-    for i in figures:
-        s = settings[i]
-        title = f"lam={_hp(s['lam'])}, eta={_hp(s['eta'])}"
-        if is_diverged(s):
-            title += f" ({status(s)})"
-        written.append(plots.plot_curves(out / f"curves_{i}.png", s, title))
-        written.append(plots.plot_weights(out / f"weights_{i}.png", W[i], labels, title))
-    if grid is not None:
-        lams, etas = check_grid(metrics, grid)
-        best = best_setting(metrics, "val")
-        cell = None if best is None else divmod(best, len(etas))
-        written.append(plots.plot_heatmap(
-            out / "heatmap_val_accuracy.png", 100 * grid_values(metrics, grid, "val_accuracy"), lams, etas,
-            "final validation accuracy (%), box: best", best=cell, fmt=".2f", label="validation accuracy (%)",
-        ))
-        written.append(plots.plot_heatmap(
-            out / "heatmap_val_cost.png", grid_values(metrics, grid, "val_cost"), lams, etas,
-            "final validation cost, box: best validation accuracy", best=cell, fmt=".4g", label="validation cost",
-            cmap="viridis_r", log=True,
-        ))
-    written.append(files.write_text(out / "REPORT.md", report_text))
-    return written
+    # everything is written into a staging folder and moved into out only when all of it is there
+    with files.staged_folder(out, stale=OWNED_FIGURES, last="REPORT.md") as stage:
+        written = [files.write_json(stage / "metrics.json", json_metrics)]
+        with files.atomic_path(stage / "params.npz") as tmp:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare name
+                np.savez_compressed(
+                    f,
+                    W=W,
+                    b=b,
+                    lams=np.array([float(s["lam"]) for s in settings]),
+                    etas=np.array([float(s["eta"]) for s in settings]),
+                )
+        written.append(stage / "params.npz")
+        for i in figures:
+            s = settings[i]
+            title = f"lam={_hp(s['lam'])}, eta={_hp(s['eta'])}"
+            if is_diverged(s):
+                title += f" ({status(s)})"
+            written.append(plots.plot_curves(stage / f"curves_{i}.png", s, title))
+            written.append(plots.plot_weights(stage / f"weights_{i}.png", W[i], labels, title))
+        if grid is not None:
+            lams, etas = check_grid(metrics, grid)
+            best = best_setting(metrics, "val")
+            cell = None if best is None else divmod(best, len(etas))
+            written.append(plots.plot_heatmap(
+                stage / "heatmap_val_accuracy.png", 100 * grid_values(metrics, grid, "val_accuracy"), lams, etas,
+                "final validation accuracy (%), box: best", best=cell, fmt=".2f", label="validation accuracy (%)",
+            ))
+            written.append(plots.plot_heatmap(
+                stage / "heatmap_val_cost.png", grid_values(metrics, grid, "val_cost"), lams, etas,
+                "final validation cost, box: best validation accuracy", best=cell, fmt=".4g", label="validation cost",
+                cmap="viridis_r", log=True,
+            ))
+        written.append(files.write_text(stage / "REPORT.md", report_text))
+    return [out / p.name for p in written]

@@ -214,7 +214,7 @@ def test_diverged_setting_is_reported_and_plotted(tmp_path):
     assert "oscillates:" not in reading  # a diverged curve is not called an oscillation
     assert "raising eta" not in reading  # nothing left to compare eta with
     loaded = json.loads((tmp_path / "metrics.json").read_text())
-    assert math.isnan(loaded["settings"][0]["val_loss"][-1])
+    assert loaded["settings"][0]["val_loss"][-1] is None  # NaN is null: metrics.json is strict JSON
     assert report.best_setting(metrics, "test") == 2
 
 
@@ -273,12 +273,30 @@ def test_failing_plot_leaves_no_partial_files(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("plot failed")
 
+    first = report.write_outputs(tmp_path, course_metrics(), *random_params(np.random.default_rng(3), 4))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     monkeypatch.setattr(plots, "plot_weights", boom)
+    changed = course_metrics()
+    changed["name"] = "changed"
     with pytest.raises(RuntimeError, match="plot failed"):
-        report.write_outputs(tmp_path, course_metrics(), *random_params(np.random.default_rng(4), 4))
-    assert no_tmp_files(tmp_path)
-    assert not (tmp_path / "REPORT.md").exists()
-    assert json.loads((tmp_path / "metrics.json").read_text())["name"] == "dd2424"
+        report.write_outputs(tmp_path, changed, *random_params(np.random.default_rng(4), 4))
+    assert no_tmp_files(tmp_path) and not list(tmp_path.glob(".staging*"))
+    # the earlier run's files are all there, byte for byte: nothing of the failed run got in
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before and len(before) == len(first)
+
+
+def test_a_rerun_removes_the_figures_it_does_not_make(tmp_path):
+    vals = [.30, .35, .31, .39, .36, .30, .30, .37, .30, .38]  # best four on validation: 3, 9, 7, 4
+    settings = [make_setting(i, 0.0, 0.001, 0.3, val_acc=v) for i, v in enumerate(vals)]
+    report.write_outputs(tmp_path, make_metrics(settings, "many"), *random_params(np.random.default_rng(6), 10))
+    assert sorted(p.name for p in tmp_path.glob("curves_*.png")) == ["curves_3.png", "curves_4.png", "curves_7.png", "curves_9.png"]
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    settings[0] = make_setting(0, 0.0, 0.001, 0.3, val_acc=0.5)  # now 0, 3, 9, 7: setting 4 drops out
+    report.write_outputs(tmp_path, make_metrics(settings, "many"), *random_params(np.random.default_rng(6), 10))
+    assert sorted(p.name for p in tmp_path.glob("curves_*.png")) == ["curves_0.png", "curves_3.png", "curves_7.png", "curves_9.png"]
+    assert sorted(p.name for p in tmp_path.glob("weights_*.png")) == ["weights_0.png", "weights_3.png", "weights_7.png", "weights_9.png"]
+    assert keep.read_text() == "mine"  # files the report does not own are left alone
 
 
 def test_failing_savefig_leaves_no_half_written_png(tmp_path, monkeypatch):
