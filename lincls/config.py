@@ -120,6 +120,10 @@ def validate(config: Config, n_train: int | None = None, where: str = "config") 
         fail("lams" if not config.lams else "etas", "is empty; give at least one value, e.g. --set lams=0,0.1")
     if not config.grid and len(config.lams) != len(config.etas):
         fail("etas", f"has {len(config.etas)} values but lams has {len(config.lams)}; pair them one to one or set grid=true")
+    for name in ("lams", "etas", "init_std"):
+        values = np.atleast_1d(np.asarray(getattr(config, name), dtype=float))
+        if not np.isfinite(values).all():
+            fail(name, f"must be finite numbers; got {values.tolist()}")
     if any(lam < 0 for lam in config.lams):
         fail("lams", f"must be >= 0 (a negative lambda rewards large weights); got {list(config.lams)}")
     if any(eta <= 0 for eta in config.etas):

@@ -450,10 +450,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         config = config_lib.apply_overrides(config_lib.load_config_file(args.config), args.set)
-        config_lib.validate(config, where=args.config)
+        where = args.config + (" with " + " ".join(f"--set {s}" for s in args.set) if args.set else "")
+        config_lib.validate(config, where=where)
         maybe_initialize_distributed(args.distributed)
         dataset = data.load_dataset(args.data_dir, plan=config.plan, n_val=config.n_val, source=args.source)
-        config_lib.validate(config, n_train=len(dataset.y_train), where=args.config)
+        config_lib.validate(config, n_train=len(dataset.y_train), where=where)
         mesh = make_mesh(config.devices)
     except (config_lib.ConfigError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -59,6 +59,9 @@ def test_bad_overrides(overrides, message):
         (dict(grad="numeric"), r"field 'grad' must be one of \('hand', 'autodiff'\)"),
         (dict(plan="everything"), r"field 'plan' must be one of"),
         (dict(lams=()), r"field 'lams' is empty"),
+        (dict(lams=(float("nan"), 0.0), etas=(0.1, 0.1)), r"field 'lams' must be finite numbers; got \[nan, 0.0\]"),
+        (dict(lams=(0.0,), etas=(float("inf"),)), r"field 'etas' must be finite numbers; got \[inf\]"),
+        (dict(init_std=float("nan")), r"field 'init_std' must be finite numbers"),
     ],
 )
 def test_validation_messages(fields, message):
