@@ -347,38 +347,69 @@ def _oscillation_text(metrics: Mapping) -> list[str]:
     return out
 
 
-def reading(metrics: Mapping) -> str:
-    """A short text on the results, every sentence generated from the numbers in ``metrics``.
-
-    The winner on test accuracy, the effect of lambda (same eta: test accuracy and the
-    train-val accuracy gap), the effect of eta (same lambda), which validation losses
-    oscillate (see :func:`oscillation`), and which settings diverged.
-    """
+def _winner_text(metrics: Mapping) -> str:
+    """The best setting on test accuracy, its lead, and the validation pick if it differs."""
     settings = metrics["settings"]
-    paras = []
     best = best_setting(metrics, "test")
     if best is None:
-        paras.append("No setting finished with a finite test accuracy.")
-    else:
+        return "No setting finished with a finite test accuracy."
+    b = settings[best]
+    acc = 100 * _num(b["test_accuracy"])
+    text = f"The best test accuracy is {acc:.2f}%, for {_setting_name(b)}"
+    others = [i for i in ranking(metrics, "test") if i != best and not is_diverged(settings[i])]
+    if others:
+        r = settings[others[0]]
+        racc = 100 * _num(r["test_accuracy"])
+        if abs(acc - racc) < SAME_ACC_POINTS:
+            text += f", tied with {_setting_name(r)}"
+        else:
+            text += f", {acc - racc:.2f} points ahead of {_setting_name(r)} ({racc:.2f}%)"
+    text += "."
+    vbest = best_setting(metrics, "val")
+    if vbest is not None and vbest != best:
+        v = settings[vbest]
+        text += (
+            f" Chosen on validation accuracy instead, the pick would be {_setting_name(v)} "
+            f"(validation {_pct(_final(v['val_accuracy']))}%, test {_pct(_num(v['test_accuracy']))}%)."
+        )
+    return text
+
+
+def _choice_text(metrics: Mapping) -> str:
+    """The setting chosen on validation accuracy and its test accuracy; the test maximum only described."""
+    settings = metrics["settings"]
+    vbest = best_setting(metrics, "val")
+    if vbest is None:
+        return "No setting finished with a finite validation accuracy."
+    v = settings[vbest]
+    text = (
+        f"Chosen on validation accuracy, the best setting is {_setting_name(v)}: validation "
+        f"{_pct(_final(v['val_accuracy']))}%, test {_pct(_num(v['test_accuracy']))}%."
+    )
+    best = best_setting(metrics, "test")
+    if best is not None and best != vbest:
         b = settings[best]
-        acc = 100 * _num(b["test_accuracy"])
-        text = f"The best test accuracy is {acc:.2f}%, for {_setting_name(b)}"
-        others = [i for i in ranking(metrics, "test") if i != best and not is_diverged(settings[i])]
-        if others:
-            r = settings[others[0]]
-            racc = 100 * _num(r["test_accuracy"])
-            if abs(acc - racc) < SAME_ACC_POINTS:
-                text += f", tied with {_setting_name(r)}"
-            else:
-                text += f", {acc - racc:.2f} points ahead of {_setting_name(r)} ({racc:.2f}%)"
-        paras.append(text + ".")
-        vbest = best_setting(metrics, "val")
-        if vbest is not None and vbest != best:
-            v = settings[vbest]
-            paras[-1] += (
-                f" Chosen on validation accuracy instead, the pick would be {_setting_name(v)} "
-                f"(validation {_pct(_final(v['val_accuracy']))}%, test {_pct(_num(v['test_accuracy']))}%)."
-            )
+        text += (
+            f" The highest test accuracy in the grid, {_pct(_num(b['test_accuracy']))}% for {_setting_name(b)}, "
+            "describes the grid but cannot choose a setting: picked on the test set, its accuracy would be "
+            "an optimistic estimate."
+        )
+    return text
+
+
+def reading(metrics: Mapping, choose_on: str = "test") -> str:
+    """A short text on the results, every sentence generated from the numbers in ``metrics``.
+
+    The winner (on test accuracy, as the course report compares its four settings; with
+    ``choose_on="val"``, as a grid search must, the setting chosen on validation accuracy
+    and its test accuracy, the test maximum only described), the effect of lambda (same
+    eta: test accuracy and the train-val accuracy gap), the effect of eta (same lambda),
+    which validation losses oscillate (see :func:`oscillation`), and which settings diverged.
+    """
+    if choose_on not in ("test", "val"):
+        raise ValueError(f"reading: choose_on must be 'test' or 'val', got {choose_on!r}")
+    settings = metrics["settings"]
+    paras = [_winner_text(metrics) if choose_on == "test" else _choice_text(metrics)]
     paras.append("Effect of lambda. " + " ".join(_effect(metrics, "lam")))
     paras.append("Effect of eta. " + " ".join(_effect(metrics, "eta")))
     osc = _oscillation_text(metrics)
@@ -540,7 +571,7 @@ def render_report(
         lines += [demote_headings(gradcheck).strip(), ""]
     elif gradcheck_missing is not None:
         lines += ["## Gradient check", "", f"`{gradcheck_missing}` was not found, so its table is not included.", ""]
-    lines += ["## Reading the numbers", "", reading(metrics)]
+    lines += ["## Reading the numbers", "", reading(metrics, choose_on="test" if grid is None else "val")]
     return "\n".join(lines).rstrip() + "\n"
 
 

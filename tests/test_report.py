@@ -249,6 +249,13 @@ def test_grid_writes_heatmaps_and_picks_on_validation(tmp_path, monkeypatch):
     assert "Chosen on validation accuracy alone: **lambda=0.01, eta=0.01** (validation 40.00%), whose test accuracy is **37.00%**" in text
     assert "| 1 | 3 | 0.01 | 0.01 | 40.00 |" in text and "| 2 | 5 | 0.1 | 0.01 | 36.00 |" in text
     assert "Curves and weights for the best 4 of 6 settings" in text
+    reading = text[text.index("## Reading the numbers"):]
+    assert reading.split("\n\n")[1] == (
+        "Chosen on validation accuracy, the best setting is lambda=0.01, eta=0.01: validation 40.00%, test 37.00%. "
+        "The highest test accuracy in the grid, 41.00% for lambda=0.1, eta=0.01, describes the grid but cannot "
+        "choose a setting: picked on the test set, its accuracy would be an optimistic estimate."
+    )
+    assert "The best test accuracy is" not in text  # a grid search is never read as a choice on test
 
 
 def test_grid_with_wrong_order_is_refused_before_writing(tmp_path):
