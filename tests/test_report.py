@@ -273,6 +273,20 @@ def test_many_settings_get_figures_for_the_best_four_only():
     assert report.figure_settings(make_metrics(settings, "many")) == [3, 4, 7, 9]
 
 
+def test_weight_image_reads_channel_first_planes_and_rescales_each_image():
+    row = np.r_[np.zeros(1024), np.ones(1024), 2 * np.ones(1024)]  # R plane 0, G plane 1, B plane 2
+    row[5] = -2.0  # pixel (0, 5) of the red plane: the image's minimum
+    img = plots.weight_image(row)
+    assert img.shape == (32, 32, 3)
+    np.testing.assert_allclose(img[0, 5], [0.0, 0.75, 1.0])  # (w - min) / (max - min) with min -2, max 2
+    np.testing.assert_allclose(img[31, 31], [0.5, 0.75, 1.0])
+    row2 = np.arange(3072.0)
+    img2 = plots.weight_image(row2)
+    assert img2[0, 1, 0] > img2[0, 0, 0] and img2[1, 0, 0] - img2[0, 0, 0] == pytest.approx(32 / 3071)  # row-major
+    np.testing.assert_allclose(plots.weight_image(10 * row2), img2)  # its own min and max, whatever the scale
+    assert not plots.weight_image(np.full(3072, 7.0)).any()
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 

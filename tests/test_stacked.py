@@ -46,10 +46,23 @@ def test_layout_choice():
     assert sweep.stacked_layout(256, 10, 3072, 100, "cpu") == StackedLayout(transposed=True, n_split=1)
 
 
-def test_autodiff_sweep_takes_the_vmapped_path():
+def test_autodiff_sweep_takes_the_vmapped_path(monkeypatch):
     data = blobs(jax.random.PRNGKey(1))
     opts = TrainOptions(n_batch=30, n_epochs=2, grad="autodiff")
     params = sweep.init_sweep_params(jax.random.PRNGKey(3), 2, 13, 10)
-    P, _ = jax.jit(sweep.train_sweep, static_argnames="options")(params, data, jnp.array([0.0, 0.1]), jnp.array([0.01, 0.01]), key=jax.random.PRNGKey(2), options=opts)
-    ref, _ = jax.jit(sweep.train_sweep, static_argnames="options")(params, data, jnp.array([0.0, 0.1]), jnp.array([0.01, 0.01]), key=jax.random.PRNGKey(2), options=opts._replace(grad="hand"))
+    lams, etas = jnp.array([0.0, 0.1]), jnp.array([0.01, 0.01])
+    layouts = []
+    real = sweep._train_sweep
+
+    def spy(*args):
+        layouts.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(sweep, "_train_sweep", spy)
+    P, _ = sweep.train_sweep(params, data, lams, etas, key=jax.random.PRNGKey(2), options=opts)
+    ref, _ = sweep.train_sweep(params, data, lams, etas, key=jax.random.PRNGKey(2), options=opts._replace(grad="hand"))
+    assert layouts[0] is None and isinstance(layouts[1], StackedLayout)  # autodiff: train_epoch vmapped
     np.testing.assert_allclose(P["W"], ref["W"], rtol=1e-4, atol=1e-6)
+    for i in range(2):  # and each setting is the autodiff train.train of that setting alone
+        alone, _ = train.train({k: v[i] for k, v in params.items()}, data, lams[i], etas[i], key=jax.random.PRNGKey(2), options=opts)
+        np.testing.assert_allclose(P["W"][i], alone["W"], rtol=1e-5, atol=1e-7)

@@ -137,6 +137,11 @@ def test_diverging_setting_is_reported_and_others_finish(getkey, capsys):
     assert bad["diverged"] and bad["diverged_epoch"] >= 1 and np.isnan(bad["test_accuracy"])
     assert not good["diverged"] and good["diverged_epoch"] is None and good["test_accuracy"] > 0.3
     assert np.isfinite(good2["val_cost"]).all()
+    # the NaN of setting 0 leaks into no other setting: each is its run alone, to rounding
+    for i in (1, 2):
+        alone = sweep.run_sweep(small_config(lams=cfg.lams[i:i + 1], etas=cfg.etas[i:i + 1]), ds)
+        np.testing.assert_allclose(result.params["W"][i], alone.params["W"][0], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(result.history["val_cost"][i], alone.history["val_cost"][0], rtol=1e-5)
     out = capsys.readouterr().out
     assert "epoch   4/4" in out and "diverged (NaN/inf): settings [0]" in out
 
