@@ -30,6 +30,7 @@ Sources:
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import socket
@@ -158,7 +159,7 @@ def _tfds_ready(data_dir: str | os.PathLike | None):
         return None, f"tfds cannot open cifar10 ({type(e).__name__}: {e})"
     if not builder.is_prepared():
         return None, f"cifar10 is not prepared in {builder.data_dir}"
-    fmt = builder.info.file_format
+    fmt = builder.info.file_format or file_adapters.DEFAULT_FILE_FORMAT  # None in datasets of older tfds
     if fmt not in file_adapters.FileFormat.with_random_access():
         return None, (
             f"cifar10 in {builder.data_dir} is prepared as {fmt.value}, which tfds.data_source cannot read; "
@@ -330,6 +331,21 @@ def _check_resolves(host: str, port: int, timeout: float) -> None:
         raise result[0]
 
 
+def _behind_proxy(url: str) -> bool:
+    """Whether urllib sends ``url`` through a proxy (``https_proxy`` and friends, not bypassed)."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def _write_chunk(out, chunk: bytes, tmp: Path) -> None:
+    """``out.write(chunk)``; a failure is the disk's, not the network's, and says so."""
+    try:
+        out.write(chunk)
+    except OSError as e:
+        raise DataError(f"cannot write the download to {tmp.parent}: {e.strerror or e} (is the disk full?); "
+                        f"nothing was kept; free some space or set $LINCLS_CACHE_DIR to another folder") from None
+
+
 def _fetch(url: str, dest: Path, md5: str, timeout: float, by_hand: str, quiet: bool) -> None:
     """Download ``url`` to a temporary file beside ``dest``; rename it only if the md5 matches."""
     parts = urllib.parse.urlsplit(url)
@@ -338,7 +354,7 @@ def _fetch(url: str, dest: Path, md5: str, timeout: float, by_hand: str, quiet: 
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                if parts.hostname:
+                if parts.hostname and not _behind_proxy(url):  # a proxy resolves names itself
                     _check_resolves(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), timeout)
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     size = response.headers.get("Content-Length")
@@ -348,9 +364,13 @@ def _fetch(url: str, dest: Path, md5: str, timeout: float, by_hand: str, quiet: 
                     h = hashlib.md5(usedforsecurity=False)
                     while chunk := response.read(1 << 20):
                         h.update(chunk)
-                        out.write(chunk)
+                        _write_chunk(out, chunk, tmp)
             except urllib.error.HTTPError as e:
                 raise DataError(f"downloading {url} failed: the server answered HTTP {e.code} {e.reason}. {by_hand}") from None
+            except http.client.HTTPException as e:  # a server that answers, but not in HTTP
+                raise DataError(
+                    f"cannot download {url}: the server's answer is not HTTP ({type(e).__name__}: {str(e).strip()}). {by_hand}"
+                ) from None
             except (urllib.error.URLError, OSError) as e:  # no network, refused, timed out, reset
                 reason = getattr(e, "reason", None) or e
                 raise DataError(

@@ -7,8 +7,10 @@ talks to anything but 127.0.0.1.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.server
+import os
 import socket
 import tarfile
 import threading
@@ -250,6 +252,59 @@ def test_download_of_an_unresolvable_host_fails_fast(tmp_path):
     with pytest.raises(DataError, match=r"cannot download http://no-such-host\.invalid/.*--data-dir"):
         sources.load_raw("download", url="http://no-such-host.invalid/cifar-10-python.tar.gz", timeout=2)
     assert time.monotonic() - t0 < 5
+
+
+def test_download_from_a_server_that_answers_garbage(tmp_path):
+    with socket.socket() as s:  # answers anything but HTTP, then hangs up
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+
+        def garble():
+            conn, _ = s.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"garbage\r\n")
+
+        t = threading.Thread(target=garble, daemon=True)
+        t.start()
+        with pytest.raises(DataError, match=r"cannot download .*: the server's answer is not HTTP \(BadStatusLine: garbage\)\. .*--data-dir"):
+            sources.load_raw("download", url=f"http://127.0.0.1:{s.getsockname()[1]}/x.tar.gz", timeout=2)
+        t.join(5)
+    assert leftovers(tmp_path / "cache") == []
+
+
+def test_a_full_disk_is_reported_as_the_disk_not_the_network(server, tmp_path, monkeypatch):
+    server.files["/cifar-10-python.tar.gz"] = b"x" * 100
+
+    real_fdopen = os.fdopen
+
+    class FullDisk:  # the download's temporary file, on a disk with no room left
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, chunk):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r": FullDisk(real_fdopen(fd, mode)))
+    with pytest.raises(DataError, match=r"cannot write the download to .*No space left on device \(is the disk full\?\)"):
+        sources.load_raw("download", url=server.url("/cifar-10-python.tar.gz"))
+    assert leftovers(tmp_path / "cache") == []
+
+
+def test_a_proxy_skips_the_local_name_check(monkeypatch):
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert sources._behind_proxy("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
+    monkeypatch.setenv("no_proxy", "www.cs.toronto.edu")
+    assert not sources._behind_proxy("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
+    assert not sources._behind_proxy("file:///tmp/x.tar.gz")
 
 
 def test_download_http_error(server, tmp_path):
