@@ -50,6 +50,7 @@ from lincls.data import (
     CIFAR10_LABEL_NAMES,
     DATA_DIR_ENV,
     N_FEATURES,
+    REPLACE_HINT,
     DataError,
     read_label_names,
     read_python_batches,
@@ -125,7 +126,14 @@ def load_raw(
 
 
 def _read_folder(folder: Path, names: tuple[str, ...]) -> tuple[dict, tuple[str, ...], str]:
-    return read_python_batches(folder, names), read_label_names(folder), f"download:{folder}"
+    """The download cache's folder; a damaged file there is fixed by downloading afresh, and the error says how."""
+    try:
+        return read_python_batches(folder, names), read_label_names(folder), f"download:{folder}"
+    except DataError as e:
+        raise DataError(
+            f"{str(e).replace(REPLACE_HINT, 'the download cache is damaged')}. Delete {folder} and run again: "
+            f"lincls downloads the archive afresh and checks its md5"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- tfds

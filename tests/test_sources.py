@@ -385,6 +385,17 @@ def test_auto_takes_the_cache_first(tmp_path, monkeypatch):
     np.testing.assert_array_equal(ds.y_val, raw["data_batch_2"][1])
 
 
+def test_a_damaged_file_in_the_cache_says_to_delete_the_cache(tmp_path):
+    folder = tmp_path / "cache" / "cifar-10-batches-py"
+    write_fake_cifar(folder, n_per_batch=3)
+    (folder / "data_batch_2").write_bytes((folder / "data_batch_2").read_bytes()[:50])
+    with pytest.raises(DataError) as e:
+        sources.load_raw("auto")
+    msg = str(e.value)
+    assert msg.startswith(f"{folder / 'data_batch_2'}: truncated or corrupt pickle"), msg
+    assert f"Delete {folder} and run again" in msg and "--source download" not in msg
+
+
 def test_auto_takes_prepared_tfds_when_there_is_no_cache(tfds_dir, monkeypatch):
     data_dir, raw = tfds_dir
     monkeypatch.setattr(sources, "_fetch", lambda *a, **k: pytest.fail("must not download"))
