@@ -533,6 +533,11 @@ def load_dataset(
     """
     split_plan(plan, n_val)  # fail on a bad plan before any I/O
     names = batches_needed(plan)
+    if data_dir and source in ("tfds", "download"):
+        raise DataError(
+            f"--data-dir {data_dir} reads a folder, but --source {source} was asked for; "
+            f"drop one of them (--source folder or auto reads the folder)"
+        )
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if source == "folder" or (source == "auto" and data_dir):
         if not data_dir:

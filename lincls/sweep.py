@@ -455,6 +455,10 @@ def main(argv=None) -> int:
         maybe_initialize_distributed(args.distributed)
         dataset = data.load_dataset(args.data_dir, plan=config.plan, n_val=config.n_val, source=args.source)
         config_lib.validate(config, n_train=len(dataset.y_train), where=where)
+        left_out = len(dataset.y_train) % config.n_batch
+        if left_out:
+            say(f"note: n_batch={config.n_batch} leaves {left_out} of the {len(dataset.y_train)} training rows out of "
+                f"every epoch ({'a new remainder each epoch' if config.shuffle else 'always the last ones'})")
         mesh = make_mesh(config.devices)
     except (config_lib.ConfigError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)

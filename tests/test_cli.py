@@ -1,6 +1,7 @@
 """The two commands end to end on a tiny generated CIFAR-10 folder."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +53,16 @@ def test_sweep_command_refuses_bad_input(fake_folder, tmp_path, capsys, args, me
     assert sweep.main(base + args) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_sweep_command_writes_to_results_of_the_config_name_by_default(fake_folder, tmp_path, monkeypatch, capsys):
+    config = Path("configs/dd2424.py").resolve()
+    monkeypatch.chdir(tmp_path)
+    rc = sweep.main(["--config", str(config), "--data-dir", str(fake_folder), "--set", "n_epochs=1",
+                     "--set", "n_batch=25", "--set", "progress=false", "--gradcheck-md", ""])  # fmt: skip
+    assert rc == 0
+    assert json.loads((tmp_path / "results" / "dd2424" / "metrics.json").read_text())["name"] == "dd2424"
+    assert "note: n_batch=25 leaves 10 of the 60 training rows out of every epoch (always the last ones)" in capsys.readouterr().out
 
 
 def test_gradcheck_command(fake_folder, tmp_path):

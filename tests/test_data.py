@@ -258,6 +258,12 @@ def test_label_names_from_batches_meta(folder):
 # ----------------------------------------------------------------------------- bad inputs
 
 
+@pytest.mark.parametrize("source", ["tfds", "download"])
+def test_a_folder_and_another_source_together_are_refused(folder, source):
+    with pytest.raises(DataError, match=rf"--data-dir {folder} reads a folder, but --source {source} was asked for"):
+        data.load_dataset(folder, source=source)
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(DataError, match=r"data folder .*nowhere does not exist.*cifar-10-python\.tar\.gz.*--data-dir"):
         data.load_dataset(tmp_path / "nowhere")
