@@ -98,8 +98,11 @@ class Dataset:
 
 def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """[0, 1] pixels -> ``(X - mean) / std`` as float32; uint8 pixels (0..255) are scaled first."""
-    if np.asarray(X).dtype == np.uint8:
+    dtype = np.asarray(X).dtype
+    if dtype == np.uint8:
         return standardize_pixels([X], mean, std)
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"standardize: pixels must be uint8 (0..255) or floats in [0, 1]; got {dtype}")
     return ((X - mean) / std).astype(np.float32)
 
 

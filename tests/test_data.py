@@ -129,6 +129,8 @@ def test_training_statistics_agree_for_uint8_and_float_input():
     np.testing.assert_allclose(m8, mf, rtol=1e-6)
     np.testing.assert_allclose(s8, sf, rtol=1e-6)
     np.testing.assert_allclose(data.standardize(X, m8, s8), data.standardize(X / 255, m8, s8), atol=2e-6)
+    with pytest.raises(ValueError, match="pixels must be uint8 \\(0..255\\) or floats in \\[0, 1\\]; got int16"):
+        data.standardize(X.astype(np.int16), m8, s8)  # 0..255 ints that are not uint8 would be misread as [0, 1]
 
 
 def test_to_images_round_trip_and_channel_first_layout(folder):
