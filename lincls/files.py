@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -40,8 +41,20 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def _finite_or_null(obj):
+    """``obj`` with every NaN or inf float, in dicts, lists and tuples, replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    """Strict JSON (NaN and inf are written as null, which every JSON reader accepts)."""
+    return write_text(path, json.dumps(_finite_or_null(obj), indent=2, allow_nan=False) + "\n")
 
 
 @contextlib.contextmanager

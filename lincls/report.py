@@ -579,17 +579,15 @@ def render_report(
 
 
 def _jsonable(obj):
-    """Plain JSON types from numpy/jax scalars and arrays; NaN and inf become null (strict JSON)."""
+    """Plain JSON types from numpy/jax scalars and arrays (``files.write_json`` writes NaN and inf as null)."""
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, (str, bool, int)) or obj is None:
+    if isinstance(obj, (str, bool, int, float)) or obj is None:
         return obj
     if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
+        return obj.item()
     if hasattr(obj, "__array__"):
         return _jsonable(np.asarray(obj).tolist())
     if isinstance(obj, os.PathLike):

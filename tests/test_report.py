@@ -290,6 +290,13 @@ def test_weight_image_reads_channel_first_planes_and_rescales_each_image():
 # ----------------------------------------------------------------------------- atomic writes
 
 
+def test_json_results_are_strict_json_with_null_for_nan_and_inf(tmp_path):
+    from lincls import files
+
+    path = files.write_json(tmp_path / "r.json", {"a": [math.nan, 1.5, (math.inf, -math.inf)], "b": {"c": 2}})
+    assert path.read_text().split() == ["{", '"a":', "[", "null,", "1.5,", "[", "null,", "null", "]", "],", '"b":', "{", '"c":', "2", "}", "}"]
+
+
 def test_failing_plot_leaves_no_partial_files(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("plot failed")
